@@ -1,0 +1,128 @@
+//! ggml tensor block types: dequantize (bit-exact with ggml), reference quantizers (bit-exact
+//! with ggml's `quantize_row_*_ref` / `quantize_*` without imatrix), importance-weighted
+//! quantizers, and dot-product kernels with a scalar reference twin plus AVX2 / AVX-512 paths
+//! chosen once at run time.
+//!
+//! Each family of types lives in its own module, which exposes
+//! `pub(crate) fn kernels(ty: GgmlType) -> Option<&'static TypeKernels>`; this file only
+//! chains them and validates sizes, so callers never index out of bounds.
+
+pub use ferrite_gguf::GgmlType;
+
+mod float;
+mod iquants;
+mod kquants;
+mod legacy;
+mod mxfp4;
+pub mod q8;
+mod ternary;
+
+/// What the quants crate can do with one weight type.
+pub struct TypeKernels {
+    pub ty: GgmlType,
+    /// Type the activation row must be quantized to for `vec_dot` (ggml's `vec_dot_type`).
+    pub vec_dot_type: GgmlType,
+    /// `src` is a whole number of blocks; `dst.len()` = blocks * block_size.
+    pub dequantize_row: fn(src: &[u8], dst: &mut [f32]),
+    /// ggml's reference quantizer (no importance matrix); `None` when ggml needs an imatrix.
+    pub quantize_row: Option<fn(src: &[f32], dst: &mut [u8])>,
+    /// ggml's `quantize_<type>` with optional importance weights (`quant_weights`, one per column).
+    pub quantize_row_imatrix: Option<fn(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>)>,
+    /// Dot product of one weight row with one activation row of `vec_dot_type`, `n` elements.
+    /// Uses the fastest path this CPU supports.
+    pub vec_dot: fn(n: usize, w: &[u8], act: &[u8]) -> f32,
+    /// The plain scalar twin of `vec_dot`, the oracle for the SIMD paths.
+    pub vec_dot_ref: fn(n: usize, w: &[u8], act: &[u8]) -> f32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantError {
+    #[error("{0} is not supported yet")]
+    Unsupported(GgmlType),
+    #[error("{ty}: quantizing needs an importance matrix")]
+    NeedsImatrix { ty: GgmlType },
+    #[error("{ty}: row of {n} elements is not a multiple of the block size {block}")]
+    NotBlockAligned { ty: GgmlType, n: usize, block: usize },
+    #[error("{ty}: {what} buffer has {got} bytes/elements, expected {expected}")]
+    BadLength { ty: GgmlType, what: &'static str, got: usize, expected: usize },
+}
+
+/// The kernels for `ty`, or `Unsupported` naming the type.
+pub fn kernels(ty: GgmlType) -> Result<&'static TypeKernels, QuantError> {
+    float::kernels(ty)
+        .or_else(|| legacy::kernels(ty))
+        .or_else(|| kquants::kernels(ty))
+        .or_else(|| iquants::kernels(ty))
+        .or_else(|| ternary::kernels(ty))
+        .or_else(|| mxfp4::kernels(ty))
+        .ok_or(QuantError::Unsupported(ty))
+}
+
+fn check_len(ty: GgmlType, what: &'static str, got: usize, expected: usize) -> Result<(), QuantError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(QuantError::BadLength { ty, what, got, expected })
+    }
+}
+
+/// Bytes of `n` elements of `ty`, checking block alignment.
+pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
+    let block = ty.block_size();
+    if n % block != 0 {
+        return Err(QuantError::NotBlockAligned { ty, n, block });
+    }
+    Ok(n / block * ty.type_size())
+}
+
+/// Dequantize a row of `dst.len()` elements from `src`.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    let k = kernels(ty)?;
+    check_len(ty, "source", src.len(), row_bytes(ty, dst.len())?)?;
+    (k.dequantize_row)(src, dst);
+    Ok(())
+}
+
+/// Quantize `src` with ggml's reference quantizer (no importance matrix).
+pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    let k = kernels(ty)?;
+    check_len(ty, "destination", dst.len(), row_bytes(ty, src.len())?)?;
+    if let Some(q) = k.quantize_row {
+        q(src, dst);
+        Ok(())
+    } else if let Some(q) = k.quantize_row_imatrix {
+        q(src, dst, None);
+        Ok(())
+    } else {
+        Err(QuantError::NeedsImatrix { ty })
+    }
+}
+
+/// Quantize with ggml's `quantize_<type>` path and optional importance weights.
+pub fn quantize_row_imatrix(
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+    imatrix: Option<&[f32]>,
+) -> Result<(), QuantError> {
+    let k = kernels(ty)?;
+    check_len(ty, "destination", dst.len(), row_bytes(ty, src.len())?)?;
+    if let Some(w) = imatrix {
+        check_len(ty, "imatrix", w.len(), src.len())?;
+    }
+    match (k.quantize_row_imatrix, k.quantize_row) {
+        (Some(q), _) => q(src, dst, imatrix),
+        (None, Some(q)) => q(src, dst),
+        (None, None) => return Err(QuantError::NeedsImatrix { ty }),
+    }
+    Ok(())
+}
+
+/// Dot product of a weight row of type `ty` with an activation row already quantized to
+/// `kernels(ty).vec_dot_type`, both of `n` elements.
+pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    let k = kernels(ty)?;
+    check_len(ty, "weight", w.len(), row_bytes(ty, n)?)?;
+    check_len(k.vec_dot_type, "activation", act.len(), row_bytes(k.vec_dot_type, n)?)?;
+    Ok((k.vec_dot)(n, w, act))
+}
