@@ -68,10 +68,10 @@ impl GgmlType {
     pub const ALL: [GgmlType; 42] = {
         use GgmlType::*;
         [
-            F32, F16, Q4_0, Q4_1, Q4_2, Q4_3, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K,
-            Q6_K, Q8_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16,
-            I32, I64, F64, IQ1_M, BF16, Q4_0_4_4, Q4_0_4_8, Q4_0_8_8, TQ1_0, TQ2_0, IQ4_NL_4_4,
-            IQ4_NL_4_8, IQ4_NL_8_8, MXFP4, NVFP4, Q1_0,
+            F32, F16, Q4_0, Q4_1, Q4_2, Q4_3, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+            Q8_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64,
+            F64, IQ1_M, BF16, Q4_0_4_4, Q4_0_4_8, Q4_0_8_8, TQ1_0, TQ2_0, IQ4_NL_4_4, IQ4_NL_4_8,
+            IQ4_NL_8_8, MXFP4, NVFP4, Q1_0,
         ]
     };
 
@@ -131,7 +131,12 @@ impl GgmlType {
             NVFP4 => ("NVFP4", 64, 36, true),
             Q1_0 => ("Q1_0", 128, 18, true),
         };
-        TypeTraits { name, block_size, type_size, in_gguf }
+        TypeTraits {
+            name,
+            block_size,
+            type_size,
+            in_gguf,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -146,14 +151,17 @@ impl GgmlType {
 
     /// Parse a type name, case-insensitively ("q4_k", "Q4_K", "bf16").
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        Self::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Bytes needed for a row of `n` elements, or `None` when `n` is not a whole number of
     /// blocks, the type has no GGUF layout, or the size overflows.
     pub fn row_size(self, n: u64) -> Option<u64> {
         let t = self.traits();
-        if !t.in_gguf || n % t.block_size as u64 != 0 {
+        if !t.in_gguf || !n.is_multiple_of(t.block_size as u64) {
             return None;
         }
         (n / t.block_size as u64).checked_mul(t.type_size as u64)
