@@ -422,13 +422,15 @@ impl GgufFile {
                 .and_then(|s| s.checked_add(t.n_bytes));
             match end {
                 Some(end) if end <= file_len => {}
-                _ => return Err(GgufError::BadTensor {
-                    name: t.name.clone(),
-                    what: format!(
+                _ => {
+                    return Err(GgufError::BadTensor {
+                        name: t.name.clone(),
+                        what: format!(
                         "data [{} + {}, {} bytes] runs past the end of the {file_len}-byte file",
                         data_offset, t.offset, t.n_bytes
                     ),
-                }),
+                    })
+                }
             }
         }
         f.data_offset = data_offset;

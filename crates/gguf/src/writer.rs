@@ -161,8 +161,12 @@ impl GgufWriter {
             head.extend_from_slice(&t.ty.id().to_le_bytes());
             head.extend_from_slice(&t.offset.to_le_bytes());
         }
-        let padded = align_up(head.len() as u64, align).expect("small") as usize;
-        head.resize(padded, 0);
+        // The data section starts aligned; a file without tensors has no data section and
+        // ends right after its metadata (as ggml and gguf-py write vocab-only files).
+        if !self.tensors.is_empty() {
+            let padded = align_up(head.len() as u64, align).expect("small") as usize;
+            head.resize(padded, 0);
+        }
 
         let dir = match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
