@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: fetch the real models (cached, checksummed), install the Python reference
+# reader used as an oracle, then run every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/fetch-models.sh
+if ! python3 -c 'import gguf' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0
+fi
+cargo test --workspace "$@"
