@@ -273,8 +273,10 @@ impl GgufFile {
             });
         }
 
-        let mut kvs = Vec::with_capacity(n_kv as usize);
-        let mut kv_index = HashMap::with_capacity(n_kv as usize);
+        // Reserve modestly: the counts were bounded by the file size above, and vectors grow only
+        // as entries actually parse.
+        let mut kvs = Vec::with_capacity(n_kv.min(4096) as usize);
+        let mut kv_index = HashMap::with_capacity(n_kv.min(4096) as usize);
         for i in 0..n_kv {
             let key_at = c.offset();
             let key = c.string(&|| format!("key of metadata entry {i}"))?;
@@ -340,8 +342,8 @@ impl GgufFile {
             f.alignment = a;
         }
 
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
-        let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity(n_tensors.min(4096) as usize);
+        let mut tensor_index = HashMap::with_capacity(n_tensors.min(4096) as usize);
         for i in 0..n_tensors {
             let at = c.offset();
             let name = c.string(&|| format!("name of tensor {i}"))?;
