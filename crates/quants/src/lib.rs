@@ -9,13 +9,23 @@
 
 pub use ferrite_gguf::GgmlType;
 
-mod float;
-mod iquants;
-mod kquants;
-mod legacy;
-mod mxfp4;
+pub mod float;
+pub mod iquants;
+pub mod kquants;
+pub mod legacy;
+pub mod mxfp4;
 pub mod q8;
-mod ternary;
+pub mod simd;
+pub mod ternary;
+
+/// `dst = dequantize(src)`; `src` is whole blocks.
+pub type DequantizeFn = fn(src: &[u8], dst: &mut [f32]);
+/// ggml's reference quantizer.
+pub type QuantizeFn = fn(src: &[f32], dst: &mut [u8]);
+/// ggml's quantizer with optional importance weights (one per column).
+pub type QuantizeImatrixFn = fn(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>);
+/// Dot product of `n` elements of a weight row and an activation row.
+pub type VecDotFn = fn(n: usize, w: &[u8], act: &[u8]) -> f32;
 
 /// What the quants crate can do with one weight type.
 pub struct TypeKernels {
@@ -23,16 +33,16 @@ pub struct TypeKernels {
     /// Type the activation row must be quantized to for `vec_dot` (ggml's `vec_dot_type`).
     pub vec_dot_type: GgmlType,
     /// `src` is a whole number of blocks; `dst.len()` = blocks * block_size.
-    pub dequantize_row: fn(src: &[u8], dst: &mut [f32]),
+    pub dequantize_row: DequantizeFn,
     /// ggml's reference quantizer (no importance matrix); `None` when ggml needs an imatrix.
-    pub quantize_row: Option<fn(src: &[f32], dst: &mut [u8])>,
+    pub quantize_row: Option<QuantizeFn>,
     /// ggml's `quantize_<type>` with optional importance weights (`quant_weights`, one per column).
-    pub quantize_row_imatrix: Option<fn(src: &[f32], dst: &mut [u8], imatrix: Option<&[f32]>)>,
+    pub quantize_row_imatrix: Option<QuantizeImatrixFn>,
     /// Dot product of one weight row with one activation row of `vec_dot_type`, `n` elements.
     /// Uses the fastest path this CPU supports.
-    pub vec_dot: fn(n: usize, w: &[u8], act: &[u8]) -> f32,
+    pub vec_dot: VecDotFn,
     /// The plain scalar twin of `vec_dot`, the oracle for the SIMD paths.
-    pub vec_dot_ref: fn(n: usize, w: &[u8], act: &[u8]) -> f32,
+    pub vec_dot_ref: VecDotFn,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,9 +52,18 @@ pub enum QuantError {
     #[error("{ty}: quantizing needs an importance matrix")]
     NeedsImatrix { ty: GgmlType },
     #[error("{ty}: row of {n} elements is not a multiple of the block size {block}")]
-    NotBlockAligned { ty: GgmlType, n: usize, block: usize },
+    NotBlockAligned {
+        ty: GgmlType,
+        n: usize,
+        block: usize,
+    },
     #[error("{ty}: {what} buffer has {got} bytes/elements, expected {expected}")]
-    BadLength { ty: GgmlType, what: &'static str, got: usize, expected: usize },
+    BadLength {
+        ty: GgmlType,
+        what: &'static str,
+        got: usize,
+        expected: usize,
+    },
 }
 
 /// The kernels for `ty`, or `Unsupported` naming the type.
@@ -58,18 +77,28 @@ pub fn kernels(ty: GgmlType) -> Result<&'static TypeKernels, QuantError> {
         .ok_or(QuantError::Unsupported(ty))
 }
 
-fn check_len(ty: GgmlType, what: &'static str, got: usize, expected: usize) -> Result<(), QuantError> {
+fn check_len(
+    ty: GgmlType,
+    what: &'static str,
+    got: usize,
+    expected: usize,
+) -> Result<(), QuantError> {
     if got == expected {
         Ok(())
     } else {
-        Err(QuantError::BadLength { ty, what, got, expected })
+        Err(QuantError::BadLength {
+            ty,
+            what,
+            got,
+            expected,
+        })
     }
 }
 
 /// Bytes of `n` elements of `ty`, checking block alignment.
 pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
     let block = ty.block_size();
-    if n % block != 0 {
+    if !n.is_multiple_of(block) {
         return Err(QuantError::NotBlockAligned { ty, n, block });
     }
     Ok(n / block * ty.type_size())
@@ -123,6 +152,34 @@ pub fn quantize_row_imatrix(
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
     let k = kernels(ty)?;
     check_len(ty, "weight", w.len(), row_bytes(ty, n)?)?;
-    check_len(k.vec_dot_type, "activation", act.len(), row_bytes(k.vec_dot_type, n)?)?;
+    check_len(
+        k.vec_dot_type,
+        "activation",
+        act.len(),
+        row_bytes(k.vec_dot_type, n)?,
+    )?;
     Ok((k.vec_dot)(n, w, act))
+}
+
+/// Several weight rows against one activation: `w_rows` holds `out.len()` contiguous rows of
+/// type `ty` and `n` elements each; `act` is one row of `kernels(ty).vec_dot_type`. Uses 4-row
+/// SIMD kernels (activation loads shared across rows) where available.
+pub fn vec_dot_rows(
+    ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    act: &[u8],
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    let k = kernels(ty)?;
+    let rb = row_bytes(ty, n)?;
+    check_len(ty, "weight rows", w_rows.len(), rb * out.len())?;
+    check_len(
+        k.vec_dot_type,
+        "activation",
+        act.len(),
+        row_bytes(k.vec_dot_type, n)?,
+    )?;
+    simd::vec_dot_rows(ty, n, rb, w_rows, act, out);
+    Ok(())
 }

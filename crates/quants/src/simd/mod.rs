@@ -1,0 +1,217 @@
+//! SIMD kernels (AVX2, AVX-512) with run-time dispatch.
+//!
+//! The CPU level is detected once (cached in a `OnceLock`); every kernel has a scalar reference
+//! twin in its family module, which is also the fallback on other architectures. Tests can run a
+//! specific level with [`vec_dot_at`] / [`quantize_at`] to check every path this CPU supports.
+
+use crate::GgmlType;
+use std::sync::OnceLock;
+
+/// A SIMD implementation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Portable scalar reference code.
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX-512 F/BW/VL (+VNNI where available) on top of AVX2.
+    Avx512,
+}
+
+fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("FERRITE_NO_SIMD").is_some() {
+            return Level::Scalar;
+        }
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let avx512 = avx2
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        if avx512 {
+            return Level::Avx512;
+        }
+        if avx2 {
+            return Level::Avx2;
+        }
+    }
+    Level::Scalar
+}
+
+/// The level chosen for this process (detected once).
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(detect)
+}
+
+/// Every level this CPU can run, scalar first.
+pub fn available_levels() -> Vec<Level> {
+    let best = detect_all();
+    [Level::Scalar, Level::Avx2, Level::Avx512]
+        .into_iter()
+        .filter(|l| *l <= best)
+        .collect()
+}
+
+fn detect_all() -> Level {
+    // Like `detect` but ignoring FERRITE_NO_SIMD, so tests still see what the CPU has.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        if avx2
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            return Level::Avx512;
+        }
+        if avx2 {
+            return Level::Avx2;
+        }
+    }
+    Level::Scalar
+}
+
+type DotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+fn scalar_dot(ty: GgmlType) -> DotFn {
+    crate::kernels(ty)
+        .map(|k| k.vec_dot_ref)
+        .unwrap_or(|_, _, _| f32::NAN)
+}
+
+/// The dot kernel for `ty` at `level`, or `None` if that level has no kernel for `ty` or the CPU
+/// lacks it. `Level::Scalar` always answers for supported types.
+pub fn dot_fn_at(level: Level, ty: GgmlType) -> Option<DotFn> {
+    if level > detect_all() {
+        return None;
+    }
+    match level {
+        Level::Scalar => crate::kernels(ty).ok().map(|k| k.vec_dot_ref),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => x86::dot_avx2(ty),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => x86::dot_avx512(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
+/// Run `ty`'s dot kernel at `level` (None when unavailable). Lengths are the caller's duty, as
+/// for `TypeKernels::vec_dot`.
+pub fn vec_dot_at(level: Level, ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> Option<f32> {
+    dot_fn_at(level, ty).map(|f| f(n, w, a))
+}
+
+/// The best dot kernel for `ty` on this CPU (falls back to lower levels, then scalar).
+pub(crate) fn best_dot(ty: GgmlType) -> DotFn {
+    let mut l = level();
+    loop {
+        if let Some(f) = dot_fn_at(l, ty) {
+            return f;
+        }
+        l = match l {
+            Level::Avx512 => Level::Avx2,
+            Level::Avx2 => Level::Scalar,
+            Level::Scalar => return scalar_dot(ty),
+        };
+    }
+}
+
+/// Dispatched dot product (used by the `vec_dot` entries of the kernel tables).
+#[inline]
+pub(crate) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    best_dot(ty)(n, w, a)
+}
+
+type QuantFn = fn(&[f32], &mut [u8]);
+
+/// A kernel computing four weight rows against one activation row.
+pub type Rows4Fn = fn(usize, [&[u8]; 4], &[u8]) -> [f32; 4];
+
+/// The 4-row kernel for `ty` at `level` (None where that level has none).
+pub fn rows4_fn_at(level: Level, ty: GgmlType) -> Option<Rows4Fn> {
+    if level > detect_all() {
+        return None;
+    }
+    match level {
+        Level::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => x86::rows4_avx2(ty),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => x86::rows4_avx512(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => None,
+    }
+}
+
+/// `nrows = out.len()` contiguous weight rows (each `row_bytes` long) against one activation,
+/// using 4-row kernels where available. Lengths must already be checked by the caller.
+pub(crate) fn vec_dot_rows(
+    ty: GgmlType,
+    n: usize,
+    row_bytes: usize,
+    w: &[u8],
+    act: &[u8],
+    out: &mut [f32],
+) {
+    let one = best_dot(ty);
+    let mut r = 0;
+    if let Some(four) = rows4_fn_at(level(), ty) {
+        while r + 4 <= out.len() {
+            let rows = [
+                &w[r * row_bytes..(r + 1) * row_bytes],
+                &w[(r + 1) * row_bytes..(r + 2) * row_bytes],
+                &w[(r + 2) * row_bytes..(r + 3) * row_bytes],
+                &w[(r + 3) * row_bytes..(r + 4) * row_bytes],
+            ];
+            out[r..r + 4].copy_from_slice(&four(n, rows, act));
+            r += 4;
+        }
+    }
+    while r < out.len() {
+        out[r] = one(n, &w[r * row_bytes..(r + 1) * row_bytes], act);
+        r += 1;
+    }
+}
+
+/// The activation quantizer (`ty` in Q8_0, Q8_1, Q8_K) at `level`, or None if unavailable.
+pub fn quantize_fn_at(level: Level, ty: GgmlType) -> Option<QuantFn> {
+    if level > detect_all() {
+        return None;
+    }
+    match (level, ty) {
+        (Level::Scalar, GgmlType::Q8_0) => Some(crate::q8::quantize_bytes_q8_0_ref),
+        (Level::Scalar, GgmlType::Q8_1) => Some(crate::q8::quantize_bytes_q8_1_ref),
+        (Level::Scalar, GgmlType::Q8_K) => Some(crate::q8::quantize_bytes_q8_k_ref),
+        #[cfg(target_arch = "x86_64")]
+        (Level::Avx2 | Level::Avx512, _) => x86::quant_avx2(ty),
+        _ => None,
+    }
+}
+
+fn best_quant(ty: GgmlType) -> QuantFn {
+    quantize_fn_at(level(), ty)
+        .or_else(|| quantize_fn_at(Level::Scalar, ty))
+        .expect("q8 quantizer")
+}
+
+pub(crate) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
+    best_quant(GgmlType::Q8_0)(x, y)
+}
+pub(crate) fn quantize_q8_1(x: &[f32], y: &mut [u8]) {
+    best_quant(GgmlType::Q8_1)(x, y)
+}
+pub(crate) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
+    best_quant(GgmlType::Q8_K)(x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
