@@ -21,6 +21,8 @@ mod iq1;
 mod iq2;
 mod iq3;
 mod iq4;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod iq_x86;
 pub(crate) mod lattice;
 
 /// ggml `QK_K`.
@@ -154,6 +156,16 @@ pub(crate) fn unit_weights(imatrix: Option<&[f32]>, n: usize) -> std::borrow::Co
     }
 }
 
+/// IQ2_XXS dot at the best SIMD level (AVX2 kernel in iq_x86.rs), else the scalar twin.
+fn vec_dot_iq2_xxs_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ2_XXS, n, w, act)
+}
+
+/// IQ3_XXS dot at the best SIMD level (AVX2 kernel in iq_x86.rs), else the scalar twin.
+fn vec_dot_iq3_xxs_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ3_XXS, n, w, act)
+}
+
 macro_rules! kernel_table {
     ($name:ident, $ty:ident, $vdt:ident, $deq:path, $q:expr, $qi:expr, $vd:path, $vdr:path) => {
         static $name: TypeKernels = TypeKernels {
@@ -195,7 +207,7 @@ kernel_table!(
     iq3::dequantize_row_iq3_xxs,
     Some(iq3::quantize_row_iq3_xxs),
     Some(iq3::quantize_iq3_xxs),
-    iq3::vec_dot_iq3_xxs_q8_k,
+    vec_dot_iq3_xxs_dispatch,
     iq3::vec_dot_iq3_xxs_q8_k
 );
 kernel_table!(
@@ -215,7 +227,7 @@ kernel_table!(
     iq2::dequantize_row_iq2_xxs,
     None,
     Some(iq2::quantize_iq2_xxs),
-    iq2::vec_dot_iq2_xxs_q8_k,
+    vec_dot_iq2_xxs_dispatch,
     iq2::vec_dot_iq2_xxs_q8_k
 );
 kernel_table!(

@@ -1,6 +1,6 @@
 //! Property tests: every dispatching `vec_dot` (AVX2 where the CPU has it) equals its scalar
-//! `vec_dot_ref` twin for IQ4_NL, IQ4_XS, TQ2_0, MXFP4 (the types with SIMD paths) and, for
-//! the scalar-only types, the dispatcher is the reference itself.
+//! `vec_dot_ref` twin for IQ4_NL, IQ4_XS, IQ2_XXS, IQ3_XXS, TQ2_0, MXFP4 (the types with SIMD
+//! paths) and, for the scalar-only types, the dispatcher is the reference itself.
 //!
 //! Oracle: `vec_dot_ref` (ggml's generic C kernel, ported). Both sides compute the same exact
 //! integer block sums and differ only in float accumulation order, so the tolerance is
@@ -113,6 +113,16 @@ proptest! {
     #[test]
     fn tq2_0_simd_matches_ref((nb, bytes, scales, zero, act) in strategy(GgmlType::TQ2_0)) {
         check_simd_vs_ref(GgmlType::TQ2_0, nb, &bytes, &scales, &zero, &act);
+    }
+
+    #[test]
+    fn iq2_xxs_simd_matches_ref((nb, bytes, scales, zero, act) in strategy(GgmlType::IQ2_XXS)) {
+        check_simd_vs_ref(GgmlType::IQ2_XXS, nb, &bytes, &scales, &zero, &act);
+    }
+
+    #[test]
+    fn iq3_xxs_simd_matches_ref((nb, bytes, scales, zero, act) in strategy(GgmlType::IQ3_XXS)) {
+        check_simd_vs_ref(GgmlType::IQ3_XXS, nb, &bytes, &scales, &zero, &act);
     }
 
     #[test]

@@ -96,9 +96,9 @@ pub fn dot_fn_at(level: Level, ty: GgmlType) -> Option<DotFn> {
     match level {
         Level::Scalar => crate::kernels(ty).ok().map(|k| k.vec_dot_ref),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => x86::dot_avx2(ty),
+        Level::Avx2 => x86::dot_avx2(ty).or_else(|| crate::iquants::iq_x86::dot(ty)),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => x86::dot_avx512(ty),
+        Level::Avx512 => x86::dot_avx512(ty).or_else(|| crate::iquants::iq_x86::dot(ty)),
         #[cfg(not(target_arch = "x86_64"))]
         _ => None,
     }

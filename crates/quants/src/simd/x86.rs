@@ -809,7 +809,19 @@ macro_rules! safe_table {
     };
 }
 safe_table!(dot_avx2, rows4_avx2, avx2);
-safe_table!(dot_avx512, rows4_avx512, avx512);
+safe_table!(dot_avx512_256, rows4_avx512_256, avx512);
+
+mod z512;
+
+/// AVX-512 level: the 512-bit kernels where written, else the 256-bit VNNI instantiation.
+pub(super) fn dot_avx512(ty: GgmlType) -> Option<DotFn> {
+    z512::dot(ty).or_else(|| dot_avx512_256(ty))
+}
+
+/// AVX-512 level 4-row kernels: 512-bit where written, else 256-bit VNNI.
+pub(super) fn rows4_avx512(ty: GgmlType) -> Option<Rows4Fn> {
+    z512::rows4(ty).or_else(|| rows4_avx512_256(ty))
+}
 
 // ------------------------------------------------------------------------------- q8 quantizers
 

@@ -1,0 +1,286 @@
+//! Quantized weight × f32 activations, ggml's `mul_mat`: the activations are quantized once to
+//! the weight type's `vec_dot_type`, then the weight rows are split across threads and each
+//! row, once loaded, is dotted with every token of the batch (prompt processing reuses each
+//! weight row from cache; generation streams the weights once: memory-bound).
+
+use crate::pool::{SendPtr, ThreadPool};
+use crate::ComputeError;
+use ferrite_quants::{kernels, row_bytes, GgmlType, TypeKernels};
+
+/// A 2-D weight: `rows` rows of `cols` elements of type `ty`, `data` in place (the mmap).
+#[derive(Clone, Copy, Debug)]
+pub struct WeightView<'a> {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> WeightView<'a> {
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, ComputeError> {
+        let rb = row_bytes(ty, cols)?;
+        if data.len() != rb * rows {
+            return Err(ComputeError::Shape {
+                what: "weight bytes",
+                expected: rb * rows,
+                got: data.len(),
+            });
+        }
+        Ok(WeightView {
+            ty,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.rows.max(1)
+    }
+
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Rows `start..start+n` as their own view (e.g. one expert of a stacked 3-D tensor).
+    pub fn rows_view(&self, start: usize, n: usize) -> WeightView<'a> {
+        let rb = self.row_bytes();
+        WeightView {
+            ty: self.ty,
+            rows: n,
+            cols: self.cols,
+            data: &self.data[start * rb..(start + n) * rb],
+        }
+    }
+}
+
+/// Reusable buffer for the quantized activations (sized once per context).
+#[derive(Default)]
+pub struct MatmulScratch {
+    act: Vec<u8>,
+}
+
+impl MatmulScratch {
+    /// Room for `n_tokens` rows of `cols` elements in any vec_dot type (Q8_K/F32 are the
+    /// largest per element: F32 at 4 bytes).
+    pub fn with_capacity(n_tokens: usize, cols: usize) -> Self {
+        MatmulScratch {
+            act: vec![0u8; n_tokens * cols * 4 + 1024],
+        }
+    }
+}
+
+/// Quantize one activation row with the fastest quantizer the quants crate offers.
+fn quantize_act(vdt: GgmlType, src: &[f32], dst: &mut [u8]) {
+    match vdt {
+        GgmlType::Q8_0 => ferrite_quants::q8::quantize_bytes_q8_0(src, dst),
+        GgmlType::Q8_1 => ferrite_quants::q8::quantize_bytes_q8_1(src, dst),
+        GgmlType::Q8_K => ferrite_quants::q8::quantize_bytes_q8_k(src, dst),
+        _ => {
+            let k = kernels(vdt).expect("vec_dot_type has kernels");
+            let q = k.quantize_row.expect("vec_dot_type has a quantizer");
+            q(src, dst)
+        }
+    }
+}
+
+/// Rows handled together: their bytes stay in L1 while every token of the batch passes.
+const ROW_BLOCK: usize = 16;
+
+/// `out[t, r] = Σ_c w[r, c] · x[t, c]`: x is `(n_tokens, cols)`, out is `(n_tokens, rows)`.
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &WeightView<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), ComputeError> {
+    let (rows, cols) = (w.rows, w.cols);
+    check(x.len(), n_tokens * cols, "matmul input")?;
+    check(out.len(), n_tokens * rows, "matmul output")?;
+    let k: &TypeKernels = kernels(w.ty)?;
+    let vdt = k.vec_dot_type;
+    let arb = row_bytes(vdt, cols)?;
+    let act: &[u8] = if vdt == GgmlType::F32 {
+        crate::f32_bytes(x)
+    } else {
+        let need = arb * n_tokens;
+        if scratch.act.len() < need {
+            // Only reached when the scratch was undersized: grow once, then reuse.
+            scratch.act.resize(need, 0);
+        }
+        let buf = &mut scratch.act[..need];
+        if n_tokens == 1 || pool.n_threads() == 1 {
+            for t in 0..n_tokens {
+                quantize_act(
+                    vdt,
+                    &x[t * cols..(t + 1) * cols],
+                    &mut buf[t * arb..(t + 1) * arb],
+                );
+            }
+        } else {
+            let p = SendPtr::new(buf);
+            pool.for_each(n_tokens, &|t, _| {
+                // SAFETY: each token's row is written by exactly one chunk.
+                let dst = unsafe { p.slice(t * arb, arb) };
+                quantize_act(vdt, &x[t * cols..(t + 1) * cols], dst);
+            });
+        }
+        &scratch.act[..need]
+    };
+    let optr = SendPtr::new(out);
+    let rb = w.row_bytes();
+    // One chunk = ROW_BLOCK weight rows against every token: the rows are loaded once and stay
+    // in L1 while the (L2-resident) activations stream past.
+    let n_chunks = rows.div_ceil(ROW_BLOCK);
+    pool.for_each(n_chunks, &|c, _| {
+        let r0 = c * ROW_BLOCK;
+        let r1 = (r0 + ROW_BLOCK).min(rows);
+        let wr = &w.data[r0 * rb..r1 * rb];
+        for t in 0..n_tokens {
+            let a = &act[t * arb..(t + 1) * arb];
+            // SAFETY: chunk `c` alone writes rows r0..r1 of every token's output row.
+            let o = unsafe { optr.slice(t * rows + r0, r1 - r0) };
+            ferrite_quants::vec_dot_rows(w.ty, cols, wr, a, o).expect("sizes checked above");
+        }
+    });
+    Ok(())
+}
+
+/// The plain twin of [`matmul`]: dequantize each weight row to f32 and take an f64 dot.
+pub fn matmul_ref(
+    w: &WeightView<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> Result<(), ComputeError> {
+    check(x.len(), n_tokens * w.cols, "matmul input")?;
+    check(out.len(), n_tokens * w.rows, "matmul output")?;
+    let mut row = vec![0f32; w.cols];
+    for r in 0..w.rows {
+        ferrite_quants::dequantize_row(w.ty, w.row(r), &mut row)?;
+        for t in 0..n_tokens {
+            let xs = &x[t * w.cols..(t + 1) * w.cols];
+            let s: f64 = row.iter().zip(xs).map(|(&a, &b)| a as f64 * b as f64).sum();
+            out[t * w.rows + r] = s as f32;
+        }
+    }
+    Ok(())
+}
+
+fn check(got: usize, expected: usize, what: &'static str) -> Result<(), ComputeError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(ComputeError::Shape {
+            what,
+            expected,
+            got,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// Oracle: `matmul_ref` (f32 dequantized weights, f64 sums). Tolerance: the activation
+    /// quantization error of the vec_dot type, relative to Σ|w·x| (Q8 ≈ 1/127 per element).
+    #[test]
+    fn matmul_matches_reference_for_every_wired_type() {
+        let (rows, cols) = (37, 512);
+        let mut seed = 7u64;
+        let wf: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            let Ok(k) = kernels(ty) else {
+                panic!("{ty:?} has no kernels")
+            };
+            let Some(q) = k.quantize_row.or(None) else {
+                continue;
+            };
+            let rb = row_bytes(ty, cols).unwrap();
+            let mut data = vec![0u8; rb * rows];
+            for r in 0..rows {
+                q(
+                    &wf[r * cols..(r + 1) * cols],
+                    &mut data[r * rb..(r + 1) * rb],
+                );
+            }
+            let w = WeightView::new(ty, rows, cols, &data).unwrap();
+            for n_tokens in [1, 3, 70] {
+                let x: Vec<f32> = (0..n_tokens * cols).map(|_| lcg(&mut seed)).collect();
+                let mut want = vec![0f32; n_tokens * rows];
+                matmul_ref(&w, &x, n_tokens, &mut want).unwrap();
+                for nth in [1, 2, 3] {
+                    let pool = ThreadPool::new(nth);
+                    let mut got = vec![0f32; n_tokens * rows];
+                    let mut s = MatmulScratch::default();
+                    matmul(&pool, &w, &x, n_tokens, &mut got, &mut s).unwrap();
+                    let tol = match k.vec_dot_type {
+                        GgmlType::F32 => 1e-4,
+                        // f16/bf16 activations: 2^-11 / 2^-8 relative per element.
+                        GgmlType::F16 => 0.02,
+                        GgmlType::BF16 => 0.2,
+                        _ => 0.25,
+                    };
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - e).abs() < tol,
+                            "{ty:?} n={n_tokens} nth={nth} [{i}]: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shape_errors_are_reported() {
+        let data = vec![0u8; 4 * 8];
+        assert!(WeightView::new(GgmlType::F32, 2, 8, &data).is_err());
+        let w = WeightView::new(GgmlType::F32, 1, 8, &data).unwrap();
+        let pool = ThreadPool::new(1);
+        let mut out = vec![0f32; 2];
+        let err = matmul(
+            &pool,
+            &w,
+            &[0.0; 7],
+            1,
+            &mut out,
+            &mut MatmulScratch::default(),
+        );
+        assert!(matches!(
+            err,
+            Err(ComputeError::Shape {
+                what: "matmul input",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,25 @@
+//! Qwen3-MoE: Qwen3 attention (q/k norm) with a top-k softmax-routed expert FFN in every block
+//! (`norm_topk_prob` from `{arch}.expert_weights_norm`, default true as in llama.cpp).
+
+use super::{attn_output, ffn_moe, qkv_separate};
+use crate::error::Result;
+use crate::hparams::HParams;
+use crate::model::{Act, LayerWeights};
+use crate::weights::{blk, Loader};
+
+pub(crate) fn load_layer(l: &Loader, hp: &HParams, il: usize) -> Result<LayerWeights> {
+    Ok(LayerWeights {
+        attn_norm: l.vector(&blk(il, "attn_norm.weight"), hp.n_embd)?,
+        qkv: qkv_separate(l, hp, il)?,
+        bq: None,
+        bk: None,
+        bv: None,
+        attn_q_norm: Some(l.vector(&blk(il, "attn_q_norm.weight"), hp.head_dim)?),
+        attn_k_norm: Some(l.vector(&blk(il, "attn_k_norm.weight"), hp.head_dim)?),
+        attn_output: attn_output(l, hp, il)?,
+        post_attention_norm: None,
+        ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), hp.n_embd)?,
+        ffn: ffn_moe(l, hp, il, Act::Silu)?,
+        post_ffw_norm: None,
+    })
+}

@@ -1,0 +1,385 @@
+//! Hyper-parameters read from GGUF metadata, with llama.cpp's per-architecture defaults.
+
+use crate::error::{ModelError, Result};
+use ferrite_compute::{RopeMode, RopeParams};
+use ferrite_gguf::keys::arch as ak;
+use ferrite_gguf::{keys, FromValue, GgufFile, ValueRef};
+
+/// The supported architectures (GGUF `general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 1/2/3, SmolLM, Mistral (sliding window when the key is present), Mixtral (experts).
+    Llama,
+    Qwen2,
+    Qwen3,
+    Qwen3Moe,
+    Gemma2,
+    Gemma3,
+    Phi3,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 7] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Gemma2,
+        Arch::Gemma3,
+        Arch::Phi3,
+    ];
+
+    /// The GGUF architecture name (the prefix of `{arch}.*` keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
+            Arch::Gemma2 => "gemma2",
+            Arch::Gemma3 => "gemma3",
+            Arch::Phi3 => "phi3",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Arch> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| ModelError::UnsupportedArch {
+                name: name.to_owned(),
+                supported: Arch::ALL.map(Arch::name).join(", "),
+            })
+    }
+
+    /// ggml's rope mode: Llama GGUFs have q/k rows permuted for adjacent-pair rotation.
+    pub fn rope_mode(self) -> RopeMode {
+        match self {
+            Arch::Llama => RopeMode::Normal,
+            Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Gemma2
+            | Arch::Gemma3
+            | Arch::Phi3 => RopeMode::Neox,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HParams {
+    pub arch: Arch,
+    pub n_ctx_train: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    /// Dense FFN width (0 where every layer is MoE).
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    /// q/k head size (`attention.key_length`).
+    pub head_dim: usize,
+    /// v head size (`attention.value_length`).
+    pub head_dim_v: usize,
+    pub n_rot: usize,
+    pub rms_eps: f32,
+    /// RoPE of full-attention layers.
+    pub rope: RopeParams,
+    /// RoPE of sliding-window layers (Gemma 3's local base; otherwise equal to `rope`).
+    pub rope_swa: RopeParams,
+    /// Sliding-window size in tokens (0 = none).
+    pub n_swa: usize,
+    /// Per layer: does it use the sliding window?
+    pub swa_layers: Vec<bool>,
+    /// Multiplies `q·k`.
+    pub attn_scale: f32,
+    /// Attention logit soft-cap (0 = off).
+    pub attn_softcap: f32,
+    /// Final logit soft-cap (0 = off).
+    pub final_softcap: f32,
+    /// Embedding multiplier (Gemma: √n_embd).
+    pub embd_scale: Option<f32>,
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    pub n_ff_exp: usize,
+    /// Renormalize the top-k expert weights to sum to 1.
+    pub expert_weights_norm: bool,
+}
+
+pub(crate) struct Meta<'a> {
+    pub f: &'a GgufFile,
+    pub arch: &'a str,
+}
+
+impl<'a> Meta<'a> {
+    fn key(&self, suffix: &str) -> String {
+        ak::key(self.arch, suffix)
+    }
+    pub fn req<T: FromValue<'a>>(&self, suffix: &str) -> Result<T> {
+        let k = self.key(suffix);
+        match self.f.get_opt::<T>(&k)? {
+            Some(v) => Ok(v),
+            None => Err(ModelError::MissingKey { key: k }),
+        }
+    }
+    pub fn opt<T: FromValue<'a>>(&self, suffix: &str) -> Result<Option<T>> {
+        Ok(self.f.get_opt::<T>(&self.key(suffix))?)
+    }
+    /// A number stored as any integer or float type (converters disagree on some keys).
+    pub fn opt_num(&self, suffix: &str) -> Result<Option<f64>> {
+        let k = self.key(suffix);
+        match self.f.value(&k) {
+            None => Ok(None),
+            Some(v) => match v.as_f64().or_else(|| v.as_i128().map(|i| i as f64)) {
+                Some(x) => Ok(Some(x)),
+                None => Err(bad(
+                    k,
+                    format!("expected a number, found {}", v.type_name()),
+                )),
+            },
+        }
+    }
+}
+
+fn bad(key: String, reason: impl Into<String>) -> ModelError {
+    ModelError::BadKey {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl HParams {
+    /// Read every hyper-parameter; `freq_factors` is the `rope_freqs.weight` tensor if present.
+    pub(crate) fn load(f: &GgufFile, freq_factors: Option<Vec<f32>>) -> Result<HParams> {
+        let arch_name: &str =
+            f.get_opt(keys::general::ARCHITECTURE)?
+                .ok_or_else(|| ModelError::MissingKey {
+                    key: keys::general::ARCHITECTURE.into(),
+                })?;
+        let arch = Arch::from_name(arch_name)?;
+        let m = Meta { f, arch: arch_name };
+
+        let n_embd: usize = m.req(ak::EMBEDDING_LENGTH)?;
+        let n_layer: usize = m.req(ak::BLOCK_COUNT)?;
+        let n_head: usize = m.req(ak::ATTENTION_HEAD_COUNT)?;
+        let n_head_kv: usize = m.opt(ak::ATTENTION_HEAD_COUNT_KV)?.unwrap_or(n_head);
+        if n_head == 0 || n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
+            return Err(bad(
+                m.key(ak::ATTENTION_HEAD_COUNT_KV),
+                format!("n_head {n_head} is not a multiple of n_head_kv {n_head_kv}"),
+            ));
+        }
+        let head_dim: usize = m.opt(ak::ATTENTION_KEY_LENGTH)?.unwrap_or(n_embd / n_head);
+        let head_dim_v: usize = m.opt(ak::ATTENTION_VALUE_LENGTH)?.unwrap_or(head_dim);
+        let n_rot: usize = m.opt(ak::ROPE_DIMENSION_COUNT)?.unwrap_or(head_dim);
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
+            return Err(bad(
+                m.key(ak::ROPE_DIMENSION_COUNT),
+                format!("{n_rot} must be even and ≤ head_dim {head_dim}"),
+            ));
+        }
+        let n_ctx_train: usize = m.opt(ak::CONTEXT_LENGTH)?.unwrap_or(2048);
+        let rms_eps: f32 = m.req(ak::ATTENTION_LAYERNORM_RMS_EPS)?;
+        let n_expert: usize = m.opt(ak::EXPERT_COUNT)?.unwrap_or(0);
+        let n_expert_used: usize = if n_expert > 0 {
+            m.req(ak::EXPERT_USED_COUNT)?
+        } else {
+            0
+        };
+        if n_expert_used > n_expert {
+            return Err(bad(
+                m.key(ak::EXPERT_USED_COUNT),
+                format!("{n_expert_used} > expert_count {n_expert}"),
+            ));
+        }
+        let n_ff: usize = match arch {
+            Arch::Qwen3Moe => m.opt(ak::FEED_FORWARD_LENGTH)?.unwrap_or(0),
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 => {
+                m.req(ak::FEED_FORWARD_LENGTH)?
+            }
+        };
+        let n_ff_exp: usize = match arch {
+            Arch::Qwen3Moe => m.req(ak::EXPERT_FEED_FORWARD_LENGTH)?,
+            // Mixtral-style experts have the dense width.
+            Arch::Llama => m.opt(ak::EXPERT_FEED_FORWARD_LENGTH)?.unwrap_or(n_ff),
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 => 0,
+        };
+        // llama.cpp's build_moe_ffn(norm_w = true) for both MoE families unless the key says.
+        let expert_weights_norm = m
+            .opt::<bool>(ak::EXPERT_WEIGHTS_NORM)?
+            .unwrap_or(match arch {
+                Arch::Llama | Arch::Qwen3Moe => true,
+                Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 => false,
+            });
+
+        // RoPE.
+        let freq_base: f32 = m.opt(ak::ROPE_FREQ_BASE)?.unwrap_or(10000.0);
+        let factor: f32 = m.opt(ak::ROPE_SCALING_FACTOR)?.unwrap_or(0.0);
+        let freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
+        let scaling: Option<&str> = m.opt(ak::ROPE_SCALING_TYPE)?;
+        let ext_factor = match scaling {
+            None | Some("none") | Some("linear") => 0.0,
+            Some("yarn") => 1.0,
+            Some(other) => {
+                return Err(bad(
+                    m.key(ak::ROPE_SCALING_TYPE),
+                    format!("unsupported rope scaling {other:?} (none, linear, yarn)"),
+                ))
+            }
+        };
+        let attn_factor: f32 = m.opt(ak::ROPE_SCALING_ATTN_FACTOR)?.unwrap_or(1.0);
+        let n_ctx_orig: usize = m.opt(ak::ROPE_SCALING_ORIG_CTX_LEN)?.unwrap_or(n_ctx_train);
+        if let Some(ff) = &freq_factors {
+            if ff.len() != n_rot / 2 {
+                return Err(ModelError::TensorShape {
+                    name: "rope_freqs.weight".into(),
+                    expected: vec![n_rot / 2],
+                    got: vec![ff.len()],
+                });
+            }
+        }
+        let rope = RopeParams {
+            mode: arch.rope_mode(),
+            n_rot,
+            freq_base,
+            freq_scale,
+            ext_factor,
+            attn_factor,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            n_ctx_orig,
+            freq_factors,
+        };
+        let rope_swa = match arch {
+            // Local layers: their own base (default 10000 as in llama.cpp) and no scaling.
+            Arch::Gemma3 => RopeParams {
+                freq_base: m.opt(ak::ROPE_FREQ_BASE_SWA)?.unwrap_or(10000.0),
+                freq_scale: 1.0,
+                ext_factor: 0.0,
+                ..rope.clone()
+            },
+            Arch::Llama
+            | Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Gemma2
+            | Arch::Phi3 => RopeParams {
+                freq_base: m.opt(ak::ROPE_FREQ_BASE_SWA)?.unwrap_or(freq_base),
+                ..rope.clone()
+            },
+        };
+
+        // Sliding window: which layers, how wide.
+        let window: usize = m.opt(ak::ATTENTION_SLIDING_WINDOW)?.unwrap_or(0);
+        let (n_swa, default_period) = match arch {
+            // Mistral-style: every layer, when the key is present.
+            Arch::Llama => (window, 0),
+            Arch::Gemma2 => (m.req(ak::ATTENTION_SLIDING_WINDOW)?, 2),
+            Arch::Gemma3 => (m.req(ak::ATTENTION_SLIDING_WINDOW)?, 6),
+            // llama.cpp runs Qwen2/3 with full attention (use_sliding_window is false in their
+            // configs) and disables Phi-3's window ("Phi SWA is currently disabled").
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 => (0, 0),
+        };
+        let swa_layers = if n_swa == 0 {
+            vec![false; n_layer]
+        } else {
+            swa_pattern(&m, n_layer, default_period)?
+        };
+
+        let attn_scale = match arch {
+            Arch::Gemma2 | Arch::Gemma3 => match m.opt_num(ak::ATTENTION_QUERY_PRE_ATTN_SCALAR)? {
+                Some(s) => (1.0 / s.sqrt()) as f32,
+                // llama.cpp's rule: 1/√head_dim, except the 27B models (n_embd / n_head).
+                None => {
+                    let is_27b = matches!((arch, n_layer), (Arch::Gemma2, 46) | (Arch::Gemma3, 62));
+                    if is_27b {
+                        1.0 / ((n_embd / n_head) as f32).sqrt()
+                    } else {
+                        1.0 / (head_dim as f32).sqrt()
+                    }
+                }
+            },
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 => {
+                1.0 / (head_dim as f32).sqrt()
+            }
+        };
+        let (attn_softcap, final_softcap) = match arch {
+            // llama.cpp's defaults when the keys are absent: 50 and 30.
+            Arch::Gemma2 => (
+                m.opt(ak::ATTN_LOGIT_SOFTCAPPING)?.unwrap_or(50.0),
+                m.opt(ak::FINAL_LOGIT_SOFTCAPPING)?.unwrap_or(30.0),
+            ),
+            Arch::Llama
+            | Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Gemma3
+            | Arch::Phi3 => (0.0, 0.0),
+        };
+        let embd_scale = match arch {
+            Arch::Gemma2 | Arch::Gemma3 => Some((n_embd as f32).sqrt()),
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 => None,
+        };
+
+        Ok(HParams {
+            arch,
+            n_ctx_train,
+            n_embd,
+            n_layer,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim,
+            head_dim_v,
+            n_rot,
+            rms_eps,
+            rope,
+            rope_swa,
+            n_swa,
+            swa_layers,
+            attn_scale,
+            attn_softcap,
+            final_softcap,
+            embd_scale,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
+            expert_weights_norm,
+        })
+    }
+
+    pub fn n_embd_k_gqa(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+    pub fn n_embd_v_gqa(&self) -> usize {
+        self.n_head_kv * self.head_dim_v
+    }
+}
+
+/// `attention.sliding_window_pattern`: a period `p` with llama.cpp's `set_swa_pattern` meaning
+/// (layer `il` is local iff `p == 0 || il % p < p - 1`; 0 = every layer) or one bool per layer;
+/// else the architecture's default period.
+fn swa_pattern(m: &Meta<'_>, n_layer: usize, default_period: usize) -> Result<Vec<bool>> {
+    let key = m.key(ak::ATTENTION_SLIDING_WINDOW_PATTERN);
+    let period = match m.f.value(&key) {
+        None => default_period,
+        Some(ValueRef::Array(a)) => {
+            let v: Vec<bool> = a
+                .to_vec()
+                .ok_or_else(|| bad(key.clone(), "expected an array of bool"))?;
+            if v.len() != n_layer {
+                return Err(bad(
+                    key,
+                    format!("{} entries for {n_layer} layers", v.len()),
+                ));
+            }
+            return Ok(v);
+        }
+        Some(v) => v
+            .as_i128()
+            .and_then(|p| usize::try_from(p).ok())
+            .ok_or_else(|| bad(key.clone(), "expected a period or bool array"))?,
+    };
+    Ok((0..n_layer)
+        .map(|il| period == 0 || il % period < period - 1)
+        .collect())
+}

@@ -1,0 +1,141 @@
+//! A loaded model: hyper-parameters plus weight views into the GGUF mmap.
+
+use crate::arch;
+use crate::error::Result;
+use crate::hparams::{Arch, HParams};
+use crate::weights::{Loader, Matrix};
+use ferrite_gguf::GgufModel;
+use std::path::Path;
+
+/// Element-wise activation of a gated FFN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Silu,
+    /// tanh approximation.
+    Gelu,
+}
+
+pub enum Ffn {
+    /// `down(act(gate x) · up x)`.
+    Gated {
+        gate: Matrix,
+        up: Matrix,
+        down: Matrix,
+        act: Act,
+    },
+    /// One `(2 * n_ff, n_embd)` matrix whose first half is the gate (Phi-3's `gate_up_proj`).
+    FusedGateUp {
+        gate_up: Matrix,
+        down: Matrix,
+        act: Act,
+    },
+    /// Softmax router, top-k experts, each a gated FFN.
+    Moe {
+        gate_inp: Matrix,
+        gate_exps: Matrix,
+        up_exps: Matrix,
+        down_exps: Matrix,
+        act: Act,
+    },
+}
+
+pub enum Qkv {
+    Separate {
+        q: Matrix,
+        k: Matrix,
+        v: Matrix,
+    },
+    /// `(n_head*head_dim + 2*n_head_kv*head_dim, n_embd)`, rows q | k | v.
+    Fused(Matrix),
+}
+
+/// One transformer block. Which fields are present is decided per architecture (arch/*.rs).
+pub struct LayerWeights {
+    pub attn_norm: Vec<f32>,
+    pub qkv: Qkv,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// Per-head RMSNorm of q/k before RoPE (Qwen3, Gemma 3).
+    pub attn_q_norm: Option<Vec<f32>>,
+    pub attn_k_norm: Option<Vec<f32>>,
+    pub attn_output: Matrix,
+    /// RMSNorm of the attention output before the residual add (Gemma 2/3).
+    pub post_attention_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub ffn: Ffn,
+    /// RMSNorm of the FFN output before the residual add (Gemma 2/3).
+    pub post_ffw_norm: Option<Vec<f32>>,
+}
+
+pub struct Model {
+    pub hp: HParams,
+    pub n_vocab: usize,
+    pub tok_embd: Matrix,
+    pub output_norm: Vec<f32>,
+    /// `output.weight`, or `token_embd.weight` when tied.
+    pub output: Matrix,
+    pub layers: Vec<LayerWeights>,
+    // Declared last: the views above point into it.
+    gguf: GgufModel,
+}
+
+impl Model {
+    /// Open a GGUF (or the first shard of a split model) and bind every weight.
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        Model::from_gguf(GgufModel::open(path)?)
+    }
+
+    pub fn from_gguf(gguf: GgufModel) -> Result<Model> {
+        let l = Loader { gguf: &gguf };
+        let freq_factors = match gguf.tensor_info("rope_freqs.weight") {
+            Some(t) => Some(l.vector("rope_freqs.weight", t.n_elements() as usize)?),
+            None => None,
+        };
+        let hp = HParams::load(gguf.meta(), freq_factors)?;
+        let n_embd = hp.n_embd;
+        let n_vocab = match gguf.tensor_info("token_embd.weight") {
+            Some(t) if t.dims.len() >= 2 => t.dims[1] as usize,
+            _ => {
+                return Err(crate::ModelError::MissingTensor {
+                    name: "token_embd.weight".into(),
+                })
+            }
+        };
+        let tok_embd = l.matrix("token_embd.weight", n_embd, n_vocab)?;
+        let output_norm = l.vector("output_norm.weight", n_embd)?;
+        let output = match l.matrix_opt("output.weight", n_embd, n_vocab)? {
+            Some(m) => m,
+            None => l.matrix("token_embd.weight", n_embd, n_vocab)?,
+        };
+        let layers = (0..hp.n_layer)
+            .map(|il| match hp.arch {
+                Arch::Llama => arch::llama::load_layer(&l, &hp, il),
+                Arch::Qwen2 => arch::qwen2::load_layer(&l, &hp, il),
+                Arch::Qwen3 => arch::qwen3::load_layer(&l, &hp, il),
+                Arch::Qwen3Moe => arch::qwen3moe::load_layer(&l, &hp, il),
+                Arch::Gemma2 => arch::gemma2::load_layer(&l, &hp, il),
+                Arch::Gemma3 => arch::gemma3::load_layer(&l, &hp, il),
+                Arch::Phi3 => arch::phi3::load_layer(&l, &hp, il),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Model {
+            hp,
+            n_vocab,
+            tok_embd,
+            output_norm,
+            output,
+            layers,
+            gguf,
+        })
+    }
+
+    pub fn gguf(&self) -> &GgufModel {
+        &self.gguf
+    }
+
+    /// Largest FFN width any layer needs (dense or expert).
+    pub(crate) fn max_ff(&self) -> usize {
+        self.hp.n_ff.max(self.hp.n_ff_exp)
+    }
+}
