@@ -88,7 +88,8 @@ pub fn attention(
     let es = elt_size(kv.ty);
     let k_kern = kernels(kv.ty)?;
     let (dot, to_ty) = (
-        k_kern.vec_dot,
+        // Resolved once: the same kernel `vec_dot` dispatches to, without per-call dispatch.
+        ferrite_quants::simd::best_dot_fn(kv.ty),
         k_kern.quantize_row.expect("f16/f32 convert"),
     );
     let group = p.n_head / p.n_head_kv;

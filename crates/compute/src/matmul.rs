@@ -5,7 +5,7 @@
 
 use crate::pool::{SendPtr, ThreadPool};
 use crate::ComputeError;
-use ferrite_quants::{kernels, row_bytes, GgmlType, TypeKernels};
+use ferrite_quants::{kernels, row_bytes, GgmlType};
 
 /// A 2-D weight: `rows` rows of `cols` elements of type `ty`, `data` in place (the mmap).
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +64,8 @@ impl<'a> WeightView<'a> {
 #[derive(Default)]
 pub struct MatmulScratch {
     act: Vec<u8>,
+    /// Per-thread output tiles of the GEMM path (`TILE_ROWS × n_tokens`), grown once.
+    tiles: Vec<Vec<f32>>,
 }
 
 impl MatmulScratch {
@@ -72,6 +74,7 @@ impl MatmulScratch {
     pub fn with_capacity(n_tokens: usize, cols: usize) -> Self {
         MatmulScratch {
             act: vec![0u8; n_tokens * cols * 4 + 1024],
+            tiles: Vec::new(),
         }
     }
 }
@@ -93,6 +96,9 @@ fn quantize_act(vdt: GgmlType, src: &[f32], dst: &mut [u8]) {
 /// Rows handled together: their bytes stay in L1 while every token of the batch passes.
 const ROW_BLOCK: usize = 16;
 
+/// Rows per chunk of the GEMM (tile) path: decoded once, then dotted with every token.
+const TILE_ROWS: usize = 16;
+
 /// `out[t, r] = Σ_c w[r, c] · x[t, c]`: x is `(n_tokens, cols)`, out is `(n_tokens, rows)`.
 pub fn matmul(
     pool: &ThreadPool,
@@ -102,11 +108,38 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), ComputeError> {
-    let (rows, cols) = (w.rows, w.cols);
+    matmul_many(pool, [w], x, n_tokens, [out], scratch)
+}
+
+/// Several weights applied to the same input (Q/K/V, gate/up): `outs[i] = x · ws[i]ᵀ`, as
+/// [`matmul`] each, but the input is quantized once when the weights share a `vec_dot_type`
+/// and all products run as one pool op (one barrier instead of N).
+pub fn matmul_many<const N: usize>(
+    pool: &ThreadPool,
+    ws: [&WeightView<'_>; N],
+    x: &[f32],
+    n_tokens: usize,
+    outs: [&mut [f32]; N],
+    scratch: &mut MatmulScratch,
+) -> Result<(), ComputeError> {
+    if N == 0 {
+        return Ok(());
+    }
+    let cols = ws[0].cols;
     check(x.len(), n_tokens * cols, "matmul input")?;
-    check(out.len(), n_tokens * rows, "matmul output")?;
-    let k: &TypeKernels = kernels(w.ty)?;
-    let vdt = k.vec_dot_type;
+    let vdt = kernels(ws[0].ty)?.vec_dot_type;
+    let mut same_vdt = true;
+    for (w, o) in ws.iter().zip(outs.iter()) {
+        check(w.cols, cols, "matmul_many weight columns")?;
+        check(o.len(), n_tokens * w.rows, "matmul output")?;
+        same_vdt &= kernels(w.ty)?.vec_dot_type == vdt;
+    }
+    if !same_vdt {
+        for (w, o) in ws.into_iter().zip(outs) {
+            matmul_many(pool, [w], x, n_tokens, [o], scratch)?;
+        }
+        return Ok(());
+    }
     let arb = row_bytes(vdt, cols)?;
     let act: &[u8] = if vdt == GgmlType::F32 {
         crate::f32_bytes(x)
@@ -135,20 +168,72 @@ pub fn matmul(
         }
         &scratch.act[..need]
     };
-    let optr = SendPtr::new(out);
-    let rb = w.row_bytes();
-    // One chunk = ROW_BLOCK weight rows against every token: the rows are loaded once and stay
-    // in L1 while the (L2-resident) activations stream past.
-    let n_chunks = rows.div_ceil(ROW_BLOCK);
-    pool.for_each(n_chunks, &|c, _| {
-        let r0 = c * ROW_BLOCK;
-        let r1 = (r0 + ROW_BLOCK).min(rows);
-        let wr = &w.data[r0 * rb..r1 * rb];
-        for t in 0..n_tokens {
-            let a = &act[t * arb..(t + 1) * arb];
-            // SAFETY: chunk `c` alone writes rows r0..r1 of every token's output row.
-            let o = unsafe { optr.slice(t * rows + r0, r1 - r0) };
-            ferrite_quants::vec_dot_rows(w.ty, cols, wr, a, o).expect("sizes checked above");
+    // Per weight: GEMM (tile) path or not, and where its chunks start in the joint op.
+    let tiled: [bool; N] = std::array::from_fn(|i| {
+        n_tokens >= ferrite_quants::simd::TILE_MIN_COLS
+            && ferrite_quants::simd::has_tile_kernel(ws[i].ty, cols)
+    });
+    let mut first = [0usize; N];
+    let mut total = 0;
+    for i in 0..N {
+        first[i] = total;
+        total += ws[i]
+            .rows
+            .div_ceil(if tiled[i] { TILE_ROWS } else { ROW_BLOCK });
+    }
+    let nth = pool.n_threads();
+    if tiled.iter().any(|&t| t) {
+        if scratch.tiles.len() < nth {
+            scratch.tiles.resize_with(nth, Vec::new);
+        }
+        for t in &mut scratch.tiles[..nth] {
+            if t.len() < TILE_ROWS * n_tokens {
+                t.resize(TILE_ROWS * n_tokens, 0.0);
+            }
+        }
+    }
+    let tptr = SendPtr::new(&mut scratch.tiles[..]);
+    let optrs: [SendPtr<f32>; N] = outs.map(SendPtr::new);
+    pool.for_each(total, &|chunk, ith| {
+        let i = (0..N).rev().find(|&i| first[i] <= chunk).unwrap_or(0);
+        let (w, c) = (ws[i], chunk - first[i]);
+        let (rows, rb, optr) = (w.rows, w.row_bytes(), optrs[i]);
+        if tiled[i] {
+            // GEMM path: TILE_ROWS weight rows decoded once and multiplied with every token by
+            // the quants crate's micro-kernels into a per-thread tile, then copied out.
+            let r0 = c * TILE_ROWS;
+            let nr = (r0 + TILE_ROWS).min(rows) - r0;
+            // SAFETY: thread `ith` alone uses its tile buffer during the op.
+            let tile = unsafe { &mut tptr.slice(ith, 1)[0] };
+            let tile = &mut tile[..nr * n_tokens];
+            ferrite_quants::vec_dot_tile(
+                w.ty,
+                cols,
+                &w.data[r0 * rb..(r0 + nr) * rb],
+                nr,
+                act,
+                n_tokens,
+                tile,
+                nr,
+            )
+            .expect("sizes checked above");
+            for t in 0..n_tokens {
+                // SAFETY: this chunk alone writes rows r0..r0+nr of every token's output row.
+                let o = unsafe { optr.slice(t * rows + r0, nr) };
+                o.copy_from_slice(&tile[t * nr..(t + 1) * nr]);
+            }
+        } else {
+            // ROW_BLOCK weight rows against every token: the rows are loaded once and stay in
+            // L1 while the (L2-resident) activations stream past.
+            let r0 = c * ROW_BLOCK;
+            let r1 = (r0 + ROW_BLOCK).min(rows);
+            let wr = &w.data[r0 * rb..r1 * rb];
+            for t in 0..n_tokens {
+                let a = &act[t * arb..(t + 1) * arb];
+                // SAFETY: this chunk alone writes rows r0..r1 of every token's output row.
+                let o = unsafe { optr.slice(t * rows + r0, r1 - r0) };
+                ferrite_quants::vec_dot_rows(w.ty, cols, wr, a, o).expect("sizes checked above");
+            }
         }
     });
     Ok(())
@@ -233,7 +318,7 @@ mod tests {
                 );
             }
             let w = WeightView::new(ty, rows, cols, &data).unwrap();
-            for n_tokens in [1, 3, 70] {
+            for n_tokens in [1, 3, 17, 70] {
                 let x: Vec<f32> = (0..n_tokens * cols).map(|_| lcg(&mut seed)).collect();
                 let mut want = vec![0f32; n_tokens * rows];
                 matmul_ref(&w, &x, n_tokens, &mut want).unwrap();
@@ -256,6 +341,48 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Oracle: separate `matmul` calls. Tolerance: bit-identical (same kernels, same input
+    /// quantization), for weights sharing a vec_dot_type (one quantization) and not.
+    #[test]
+    fn matmul_many_equals_separate_matmuls() {
+        let cols = 256;
+        let mut seed = 11u64;
+        let mk = |ty: GgmlType, rows: usize, seed: &mut u64| {
+            let rb = row_bytes(ty, cols).unwrap();
+            let mut d = vec![0u8; rb * rows];
+            for r in 0..rows {
+                let x: Vec<f32> = (0..cols).map(|_| lcg(seed)).collect();
+                ferrite_quants::quantize_row(ty, &x, &mut d[r * rb..(r + 1) * rb]).unwrap();
+            }
+            d
+        };
+        let (d1, d2, d3) = (
+            mk(GgmlType::Q4_K, 40, &mut seed),
+            mk(GgmlType::Q6_K, 17, &mut seed),
+            mk(GgmlType::Q8_0, 33, &mut seed),
+        );
+        let w1 = WeightView::new(GgmlType::Q4_K, 40, cols, &d1).unwrap();
+        let w2 = WeightView::new(GgmlType::Q6_K, 17, cols, &d2).unwrap();
+        let w3 = WeightView::new(GgmlType::Q8_0, 33, cols, &d3).unwrap();
+        for n in [1, 5, 20] {
+            let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
+            for nth in [1, 2] {
+                let pool = ThreadPool::new(nth);
+                let mut s = MatmulScratch::default();
+                let mut want = [vec![0f32; n * 40], vec![0f32; n * 17], vec![0f32; n * 33]];
+                for (w, o) in [&w1, &w2, &w3].into_iter().zip(want.iter_mut()) {
+                    matmul(&pool, w, &x, n, o, &mut s).unwrap();
+                }
+                let (mut a, mut b) = (vec![0f32; n * 40], vec![0f32; n * 17]);
+                matmul_many(&pool, [&w1, &w2], &x, n, [&mut a, &mut b], &mut s).unwrap();
+                assert_eq!((&a, &b), (&want[0], &want[1]), "n={n} nth={nth}");
+                let (mut a, mut c) = (vec![0f32; n * 40], vec![0f32; n * 33]);
+                matmul_many(&pool, [&w1, &w3], &x, n, [&mut a, &mut c], &mut s).unwrap();
+                assert_eq!((&a, &c), (&want[0], &want[2]), "mixed n={n} nth={nth}");
             }
         }
     }

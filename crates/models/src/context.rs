@@ -5,8 +5,8 @@ use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::model::{Act, Ffn, LayerWeights, Model, Qkv};
 use ferrite_compute::{
-    attention, matmul, ops, AttnParams, AttnScratch, GeluImpl, KvView, MatmulScratch, ThreadPool,
-    WeightView,
+    attention, matmul, matmul_many, ops, AttnParams, AttnScratch, GeluImpl, KvView, MatmulScratch,
+    ThreadPool, WeightView,
 };
 use ferrite_gguf::GgmlType;
 
@@ -318,9 +318,9 @@ fn layer(
             k: wk,
             v: wv,
         } => {
-            mm(pool, &wq.view(), cur, n, q, &mut b.mm)?;
-            mm(pool, &wk.view(), cur, n, k, &mut b.mm)?;
-            mm(pool, &wv.view(), cur, n, v, &mut b.mm)?;
+            // One input quantization and one pool op for the three projections.
+            let (wq, wk, wv) = (wq.view(), wk.view(), wv.view());
+            matmul_many(pool, [&wq, &wk, &wv], cur, n, [q, k, v], &mut b.mm)?;
         }
         Qkv::Fused(wqkv) => {
             let row = nq + nk + nv;
@@ -413,8 +413,8 @@ fn layer(
         } => {
             let nf = gate.rows;
             let (a, u) = (&mut b.ff_a[..n * nf], &mut b.ff_b[..n * nf]);
-            mm(pool, &gate.view(), cur, n, a, &mut b.mm)?;
-            mm(pool, &up.view(), cur, n, u, &mut b.mm)?;
+            let (wg, wu) = (gate.view(), up.view());
+            matmul_many(pool, [&wg, &wu], cur, n, [a, u], &mut b.mm)?;
             glu(*act, gelu, a, u);
             mm(pool, &down.view(), a, n, tmp, &mut b.mm)?;
         }

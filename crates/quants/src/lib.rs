@@ -183,3 +183,88 @@ pub fn vec_dot_rows(
     simd::vec_dot_rows(ty, n, rb, w_rows, act, out);
     Ok(())
 }
+
+#[allow(clippy::too_many_arguments)]
+fn check_tile(
+    ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    ncols: usize,
+    out: &[f32],
+    out_stride: usize,
+) -> Result<(&'static TypeKernels, usize, usize), QuantError> {
+    let k = kernels(ty)?;
+    let rb = row_bytes(ty, n)?;
+    let arb = row_bytes(k.vec_dot_type, n)?;
+    check_len(ty, "weight rows", w_rows.len(), rb * nrows)?;
+    check_len(k.vec_dot_type, "activations", acts.len(), arb * ncols)?;
+    if ncols > 0 && nrows > 0 {
+        if out_stride < nrows {
+            return Err(QuantError::BadLength {
+                ty,
+                what: "output stride",
+                got: out_stride,
+                expected: nrows,
+            });
+        }
+        let need = (ncols - 1) * out_stride + nrows;
+        if out.len() < need {
+            return Err(QuantError::BadLength {
+                ty,
+                what: "output",
+                got: out.len(),
+                expected: need,
+            });
+        }
+    }
+    Ok((k, rb, arb))
+}
+
+/// A GEMM tile: `out[c * out_stride + r] = dot(weight row r, activation row c)` for the
+/// `nrows` contiguous weight rows of type `ty` in `w_rows` and the `ncols` contiguous activation
+/// rows (of `kernels(ty).vec_dot_type`) in `acts`, all of `n` elements. With enough columns
+/// (see [`simd::TILE_MIN_COLS`]) and a micro-kernel for the type ([`simd::has_tile_kernel`]),
+/// each weight row is decoded once and dotted against every column (AVX-512 VNNI, 8 rows × 2
+/// columns per register tile); otherwise the 4-row kernels run column by column.
+#[allow(clippy::too_many_arguments)]
+pub fn vec_dot_tile(
+    ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    let (_, rb, arb) = check_tile(ty, n, w_rows, nrows, acts, ncols, out, out_stride)?;
+    simd::vec_dot_tile(ty, n, rb, w_rows, nrows, acts, arb, ncols, out, out_stride);
+    Ok(())
+}
+
+/// The scalar twin of [`vec_dot_tile`]: `vec_dot_ref` for every (row, column) pair.
+#[allow(clippy::too_many_arguments)]
+pub fn vec_dot_tile_ref(
+    ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> Result<(), QuantError> {
+    let (k, rb, arb) = check_tile(ty, n, w_rows, nrows, acts, ncols, out, out_stride)?;
+    for c in 0..ncols {
+        for r in 0..nrows {
+            out[c * out_stride + r] = (k.vec_dot_ref)(
+                n,
+                &w_rows[r * rb..(r + 1) * rb],
+                &acts[c * arb..(c + 1) * arb],
+            );
+        }
+    }
+    Ok(())
+}

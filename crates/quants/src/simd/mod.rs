@@ -58,6 +58,12 @@ pub fn available_levels() -> Vec<Level> {
 }
 
 fn detect_all() -> Level {
+    // Cached: the kernel lookups call this on every dispatch.
+    static ALL: OnceLock<Level> = OnceLock::new();
+    *ALL.get_or_init(detect_all_uncached)
+}
+
+fn detect_all_uncached() -> Level {
     // Like `detect` but ignoring FERRITE_NO_SIMD, so tests still see what the CPU has.
     #[cfg(target_arch = "x86_64")]
     {
@@ -125,6 +131,13 @@ pub(crate) fn best_dot(ty: GgmlType) -> DotFn {
     }
 }
 
+/// The fastest dot kernel for `ty` on this CPU, resolved once by the caller (hot loops that
+/// call many short dots, e.g. attention, skip the per-call dispatch). Same results as
+/// `TypeKernels::vec_dot`; lengths are the caller's duty as for it.
+pub fn best_dot_fn(ty: GgmlType) -> DotFn {
+    best_dot(ty)
+}
+
 /// Dispatched dot product (used by the `vec_dot` entries of the kernel tables).
 #[inline]
 pub(crate) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
@@ -179,6 +192,57 @@ pub(crate) fn vec_dot_rows(
     while r < out.len() {
         out[r] = one(n, &w[r * row_bytes..(r + 1) * row_bytes], act);
         r += 1;
+    }
+}
+
+/// Columns below which a tile is computed column by column with the 4-row kernels (packing
+/// the weight rows costs about as much as a few dozen columns).
+pub const TILE_MIN_COLS: usize = 16;
+
+/// Whether [`vec_dot_tile`] has a GEMM micro-kernel for `ty` rows of `n` elements on this CPU
+/// (otherwise it runs the 4-row kernels column by column).
+pub fn has_tile_kernel(ty: GgmlType, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        level() == Level::Avx512 && x86::tile::supports(ty, n)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, n);
+        false
+    }
+}
+
+/// `out[c·out_stride + r]` = row `r` of `w` (`nrows` rows of `row_bytes`) · activation row `c`
+/// of `act` (`ncols` rows of `act_bytes`). Lengths must already be checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn vec_dot_tile(
+    ty: GgmlType,
+    n: usize,
+    row_bytes: usize,
+    w: &[u8],
+    nrows: usize,
+    act: &[u8],
+    act_bytes: usize,
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if ncols >= TILE_MIN_COLS && has_tile_kernel(ty, n) {
+        // SAFETY: AVX-512 level checked by `has_tile_kernel`; lengths checked by the caller.
+        unsafe { x86::tile::vec_dot_tile(ty, n, w, nrows, act, ncols, out, out_stride) };
+        return;
+    }
+    for c in 0..ncols {
+        vec_dot_rows(
+            ty,
+            n,
+            row_bytes,
+            &w[..nrows * row_bytes],
+            &act[c * act_bytes..(c + 1) * act_bytes],
+            &mut out[c * out_stride..c * out_stride + nrows],
+        );
     }
 }
 

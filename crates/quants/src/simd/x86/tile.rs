@@ -1,0 +1,515 @@
+//! AVX-512 VNNI GEMM micro-kernels for prompt processing: a tile of weight rows × activation
+//! columns, each weight byte decoded once per call and reused for every column.
+//!
+//! A group of `R` weight rows is first unpacked ("packed" below) into a type-independent form,
+//! per 64-element step: 64 unsigned quants (`u8`, the type's offset added), 16 f32 lane scales
+//! (one per group of 4 quants: the block/sub-block scale) and, for types with a min, 16 f32 lane
+//! mins. The kernel then computes, for each (row, column) pair and each step, `vpdpbusd` of the
+//! packed quants with the activation's i8 quants (minus `offset · Σy` per 4-group, shared by all
+//! rows), converts to f32 and accumulates `lane_scale · act_scale · s` (+ `lane_min · y_sum`).
+//! Integer sums per 4-group are exact; only the f32 summation order differs from the scalar
+//! references (the twins in the family modules).
+//!
+//! Safety: the `unsafe fn`s need AVX-512 F/BW/VL/VNNI (plus AVX2/FMA/F16C); `tile_fn` is only
+//! called by `super::super::vec_dot_tile` after checking the CPU level. Every raw load is in
+//! bounds by the length checks of the public entry (whole blocks, `ncols` activation rows).
+#![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
+
+use crate::GgmlType;
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// How the activation rows are laid out (the weight type's `vec_dot_type`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActKind {
+    /// Q8_0: 34-byte blocks (f16 d, 32 × i8).
+    Q80,
+    /// Q8_1: 36-byte blocks (f16 d, f16 s = d·Σq, 32 × i8).
+    Q81,
+    /// Q8_K: 292-byte blocks (f32 d, 256 × i8, 16 × i16 sums).
+    Q8K,
+}
+
+/// The per-type recipe: activation kind, u8 offset of the packed quants, whether a min term
+/// exists (legacy Q4_1/Q5_1: per block with the activation's `s`; K-quants: per lane with Σy).
+/// Unpacks one weight block into quants, lane scales and lane mins.
+type UnpackFn = fn(&[u8], &mut [u8], &mut [f32], &mut [f32]);
+
+#[derive(Clone, Copy)]
+struct Recipe {
+    act: ActKind,
+    off: u8,
+    min: bool,
+    /// Weight block: elements and bytes.
+    bs: usize,
+    wsz: usize,
+    unpack: UnpackFn,
+}
+
+fn recipe(ty: GgmlType) -> Option<Recipe> {
+    let r = |act, off, min, bs, wsz, unpack| {
+        Some(Recipe {
+            act,
+            off,
+            min,
+            bs,
+            wsz,
+            unpack,
+        })
+    };
+    match ty {
+        GgmlType::Q4_0 => r(ActKind::Q80, 8, false, 32, 18, unpack_q4_0),
+        GgmlType::Q4_1 => r(ActKind::Q81, 0, true, 32, 20, unpack_q4_1),
+        GgmlType::Q5_0 => r(ActKind::Q80, 16, false, 32, 22, unpack_q5_0),
+        GgmlType::Q5_1 => r(ActKind::Q81, 0, true, 32, 24, unpack_q5_1),
+        GgmlType::Q8_0 => r(ActKind::Q80, 128, false, 32, 34, unpack_q8_0),
+        GgmlType::Q4_K => r(ActKind::Q8K, 0, true, 256, 144, unpack_q4_k),
+        GgmlType::Q5_K => r(ActKind::Q8K, 0, true, 256, 176, unpack_q5_k),
+        GgmlType::Q6_K => r(ActKind::Q8K, 32, false, 256, 210, unpack_q6_k),
+        _ => None,
+    }
+}
+
+/// Whether `ty` has a tile kernel for rows of `n` elements.
+pub(in crate::simd) fn supports(ty: GgmlType, n: usize) -> bool {
+    match recipe(ty) {
+        // Legacy steps take two 32-blocks at a time.
+        Some(r) => n.is_multiple_of(64) && n.is_multiple_of(r.bs),
+        None => false,
+    }
+}
+
+fn f16(b: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+// ------------------------------------------------------------------ unpackers (one block)
+// Each writes `bs` quants to `q`, `bs / 4` lane scales to `sc`, `bs / 4` lane mins to `mn`.
+
+fn unpack_q4_0(b: &[u8], q: &mut [u8], sc: &mut [f32], _mn: &mut [f32]) {
+    let d = f16(b, 0);
+    for j in 0..16 {
+        q[j] = b[2 + j] & 15;
+        q[j + 16] = b[2 + j] >> 4;
+    }
+    sc[..8].fill(d);
+}
+
+fn unpack_q4_1(b: &[u8], q: &mut [u8], sc: &mut [f32], mn: &mut [f32]) {
+    let (d, m) = (f16(b, 0), f16(b, 2));
+    for j in 0..16 {
+        q[j] = b[4 + j] & 15;
+        q[j + 16] = b[4 + j] >> 4;
+    }
+    sc[..8].fill(d);
+    mn[..8].fill(0.0);
+    mn[0] = m;
+}
+
+fn unpack_q5_0(b: &[u8], q: &mut [u8], sc: &mut [f32], _mn: &mut [f32]) {
+    let d = f16(b, 0);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    for j in 0..16 {
+        q[j] = (b[6 + j] & 15) | (((qh >> j) & 1) << 4) as u8;
+        q[j + 16] = (b[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as u8;
+    }
+    sc[..8].fill(d);
+}
+
+fn unpack_q5_1(b: &[u8], q: &mut [u8], sc: &mut [f32], mn: &mut [f32]) {
+    let (d, m) = (f16(b, 0), f16(b, 2));
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    for j in 0..16 {
+        q[j] = (b[8 + j] & 15) | (((qh >> j) & 1) << 4) as u8;
+        q[j + 16] = (b[8 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as u8;
+    }
+    sc[..8].fill(d);
+    mn[..8].fill(0.0);
+    mn[0] = m;
+}
+
+fn unpack_q8_0(b: &[u8], q: &mut [u8], sc: &mut [f32], _mn: &mut [f32]) {
+    let d = f16(b, 0);
+    for j in 0..32 {
+        q[j] = (b[2 + j] as i8 as i16 + 128) as u8;
+    }
+    sc[..8].fill(d);
+}
+
+fn unpack_q4_k(b: &[u8], q: &mut [u8], sc: &mut [f32], mn: &mut [f32]) {
+    let (d, dmin) = (f16(b, 0), f16(b, 2));
+    let scales = &b[4..16];
+    let qs = &b[16..144];
+    for j in 0..4 {
+        let (s1, m1) = crate::kquants::get_scale_min_k4(2 * j, scales);
+        let (s2, m2) = crate::kquants::get_scale_min_k4(2 * j + 1, scales);
+        for l in 0..32 {
+            q[64 * j + l] = qs[32 * j + l] & 15;
+            q[64 * j + 32 + l] = qs[32 * j + l] >> 4;
+        }
+        sc[16 * j..16 * j + 8].fill(d * s1 as f32);
+        sc[16 * j + 8..16 * j + 16].fill(d * s2 as f32);
+        mn[16 * j..16 * j + 8].fill(-(dmin * m1 as f32));
+        mn[16 * j + 8..16 * j + 16].fill(-(dmin * m2 as f32));
+    }
+}
+
+fn unpack_q5_k(b: &[u8], q: &mut [u8], sc: &mut [f32], mn: &mut [f32]) {
+    let (d, dmin) = (f16(b, 0), f16(b, 2));
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for j in 0..4 {
+        let (s1, m1) = crate::kquants::get_scale_min_k4(2 * j, scales);
+        let (s2, m2) = crate::kquants::get_scale_min_k4(2 * j + 1, scales);
+        let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
+        for l in 0..32 {
+            let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+            let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+            q[64 * j + l] = (qs[32 * j + l] & 15) + h1;
+            q[64 * j + 32 + l] = (qs[32 * j + l] >> 4) + h2;
+        }
+        sc[16 * j..16 * j + 8].fill(d * s1 as f32);
+        sc[16 * j + 8..16 * j + 16].fill(d * s2 as f32);
+        mn[16 * j..16 * j + 8].fill(-(dmin * m1 as f32));
+        mn[16 * j + 8..16 * j + 16].fill(-(dmin * m2 as f32));
+    }
+}
+
+fn unpack_q6_k(b: &[u8], q: &mut [u8], sc: &mut [f32], _mn: &mut [f32]) {
+    let d = f16(b, 208);
+    let scales = &b[192..208];
+    for h in 0..2 {
+        let ql = &b[64 * h..64 * h + 64];
+        let qh = &b[128 + 32 * h..128 + 32 * h + 32];
+        let s = &scales[8 * h..8 * h + 8];
+        let o = 128 * h;
+        for l in 0..32 {
+            q[o + l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+            q[o + l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+            q[o + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            q[o + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+        for lane in 0..8 {
+            // Lanes of 4 elements; a 16-element sub-block spans 4 lanes.
+            let is = lane / 4;
+            let o4 = o / 4;
+            sc[o4 + lane] = d * s[is] as i8 as f32;
+            sc[o4 + 8 + lane] = d * s[is + 2] as i8 as f32;
+            sc[o4 + 16 + lane] = d * s[is + 4] as i8 as f32;
+            sc[o4 + 24 + lane] = d * s[is + 6] as i8 as f32;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ packing
+
+/// One packed group of rows: per step `s` and row `r`, quants at `q[(s·R + r)·64..]`, lane
+/// scales at `sc[(s·R + r)·16..]`, lane mins likewise.
+#[derive(Default)]
+struct Packed {
+    q: Vec<u8>,
+    sc: Vec<f32>,
+    mn: Vec<f32>,
+    row_q: Vec<u8>,
+    row_sc: Vec<f32>,
+    row_mn: Vec<f32>,
+}
+
+thread_local! {
+    /// Per-thread packing buffers: grown on first use, then reused (no allocation per call).
+    static PACK: RefCell<Packed> = RefCell::new(Packed::default());
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+}
+
+/// Unpack rows `rows` (each `rb` bytes of `w`) of `n` elements into `p` as one group.
+fn pack_group(
+    rc: &Recipe,
+    n: usize,
+    rb: usize,
+    w: &[u8],
+    rows: std::ops::Range<usize>,
+    p: &mut Packed,
+) {
+    let gr = rows.len();
+    let steps = n / 64;
+    grow(&mut p.q, steps * gr * 64);
+    grow(&mut p.sc, steps * gr * 16);
+    grow(&mut p.mn, steps * gr * 16);
+    grow(&mut p.row_q, n);
+    grow(&mut p.row_sc, n / 4);
+    grow(&mut p.row_mn, n / 4);
+    for (g, r) in rows.enumerate() {
+        let row = &w[r * rb..(r + 1) * rb];
+        for (bi, blk) in row.chunks_exact(rc.wsz).enumerate() {
+            let e = bi * rc.bs;
+            (rc.unpack)(
+                blk,
+                &mut p.row_q[e..e + rc.bs],
+                &mut p.row_sc[e / 4..(e + rc.bs) / 4],
+                &mut p.row_mn[e / 4..(e + rc.bs) / 4],
+            );
+        }
+        for s in 0..steps {
+            let at = s * gr + g;
+            p.q[at * 64..at * 64 + 64].copy_from_slice(&p.row_q[s * 64..s * 64 + 64]);
+            p.sc[at * 16..at * 16 + 16].copy_from_slice(&p.row_sc[s * 16..s * 16 + 16]);
+            if rc.min {
+                p.mn[at * 16..at * 16 + 16].copy_from_slice(&p.row_mn[s * 16..s * 16 + 16]);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the micro-kernel
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let h = (p as *const u16).read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+}
+
+/// Lanes 0..8 = a, 8..16 = b.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn halves(a: f32, b: f32) -> __m512 {
+    let lo = _mm512_castps_si512(_mm512_set1_ps(a));
+    _mm512_castsi512_ps(_mm512_inserti64x4(
+        lo,
+        _mm256_castps_si256(_mm256_set1_ps(b)),
+        1,
+    ))
+}
+
+/// 32 bytes at `p0` then 32 bytes at `p1`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
+    let a = _mm256_loadu_si256(p0 as *const __m256i);
+    let b = _mm256_loadu_si256(p1 as *const __m256i);
+    _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)
+}
+
+/// Activation kinds as const-generic tags.
+const A80: u8 = 0;
+const A81: u8 = 1;
+const A8K: u8 = 2;
+
+/// `R` packed rows × `C` activation columns over `steps` 64-element steps; `ACT` the
+/// activation layout, `MIN` whether a min term exists, `OFF` whether quants carry an offset.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn kernel<
+    const R: usize,
+    const C: usize,
+    const ACT: u8,
+    const MIN: bool,
+    const OFF: bool,
+>(
+    off: u8,
+    steps: usize,
+    p: &Packed,
+    y: [*const u8; C],
+) -> [[f32; R]; C] {
+    let z = _mm512_setzero_si512();
+    let offv = _mm512_set1_epi8(off as i8);
+    let ones = _mm512_set1_epi8(1);
+    let (qp, scp, mnp) = (p.q.as_ptr(), p.sc.as_ptr(), p.mn.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for s in 0..steps {
+        let mut yv = [z; C];
+        let mut dyv = [_mm512_setzero_ps(); C];
+        let mut corr = [z; C];
+        let mut mv = [_mm512_setzero_ps(); C];
+        for c in 0..C {
+            if ACT == A80 {
+                let yb = y[c].add(s * 2 * 34);
+                yv[c] = ld2(yb.add(2), yb.add(36));
+                dyv[c] = halves(f16_at(yb), f16_at(yb.add(34)));
+            } else if ACT == A81 {
+                let yb = y[c].add(s * 2 * 36);
+                yv[c] = ld2(yb.add(4), yb.add(40));
+                dyv[c] = halves(f16_at(yb), f16_at(yb.add(36)));
+                if MIN {
+                    mv[c] = halves(f16_at(yb.add(2)), f16_at(yb.add(38)));
+                }
+            } else {
+                let yb = y[c].add((s / 4) * 292);
+                yv[c] = _mm512_loadu_si512(yb.add(4 + 64 * (s % 4)) as *const _);
+                dyv[c] = _mm512_set1_ps((yb as *const f32).read_unaligned());
+                if MIN {
+                    let ys = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, ones, yv[c]));
+                    mv[c] = _mm512_mul_ps(ys, dyv[c]);
+                }
+            }
+            if OFF {
+                corr[c] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv[c]));
+            }
+        }
+        for r in 0..R {
+            let at = s * R + r;
+            let wq = _mm512_loadu_si512(qp.add(at * 64) as *const _);
+            let sc = _mm512_loadu_ps(scp.add(at * 16));
+            for c in 0..C {
+                let si = _mm512_dpbusd_epi32(corr[c], wq, yv[c]);
+                let a =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(sc, dyv[c]), acc[r][c]);
+                acc[r][c] = if MIN {
+                    _mm512_fmadd_ps(_mm512_loadu_ps(mnp.add(at * 16)), mv[c], a)
+                } else {
+                    a
+                };
+            }
+        }
+    }
+    let mut out = [[0f32; R]; C];
+    for c in 0..C {
+        for r in 0..R {
+            out[c][r] = _mm512_reduce_add_ps(acc[r][c]);
+        }
+    }
+    out
+}
+
+/// Rows per packed group and columns per kernel call.
+const GR: usize = 8;
+const GC: usize = 2;
+
+/// Every column against one packed group of `R` rows starting at row `r0`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn run_group<const R: usize, const ACT: u8, const MIN: bool, const OFF: bool>(
+    off: u8,
+    steps: usize,
+    p: &Packed,
+    acts: &[u8],
+    arb: usize,
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    r0: usize,
+) {
+    let ap = acts.as_ptr();
+    let mut c = 0;
+    while c + GC <= ncols {
+        let res =
+            kernel::<R, GC, ACT, MIN, OFF>(off, steps, p, [ap.add(c * arb), ap.add((c + 1) * arb)]);
+        for k in 0..GC {
+            out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k]);
+        }
+        c += GC;
+    }
+    while c < ncols {
+        let res = kernel::<R, 1, ACT, MIN, OFF>(off, steps, p, [ap.add(c * arb)]);
+        out[c * out_stride + r0..][..R].copy_from_slice(&res[0]);
+        c += 1;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_typed<const ACT: u8, const MIN: bool, const OFF: bool>(
+    rc: &Recipe,
+    n: usize,
+    w: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    arb: usize,
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let rb = n / rc.bs * rc.wsz;
+    let steps = n / 64;
+    let off = rc.off;
+    PACK.with(|cell| {
+        let p = &mut *cell.borrow_mut();
+        let mut r0 = 0;
+        while r0 < nrows {
+            let gr = (nrows - r0).min(GR);
+            if gr == GR {
+                pack_group(rc, n, rb, w, r0..r0 + GR, p);
+                run_group::<GR, ACT, MIN, OFF>(
+                    off, steps, p, acts, arb, ncols, out, out_stride, r0,
+                );
+            } else {
+                let mut r = r0;
+                if gr >= 4 {
+                    pack_group(rc, n, rb, w, r..r + 4, p);
+                    run_group::<4, ACT, MIN, OFF>(
+                        off, steps, p, acts, arb, ncols, out, out_stride, r,
+                    );
+                    r += 4;
+                }
+                while r < r0 + gr {
+                    pack_group(rc, n, rb, w, r..r + 1, p);
+                    run_group::<1, ACT, MIN, OFF>(
+                        off, steps, p, acts, arb, ncols, out, out_stride, r,
+                    );
+                    r += 1;
+                }
+            }
+            r0 += gr;
+        }
+    });
+}
+
+/// `out[c·out_stride + r] = dot(row r, act c)` for `nrows` rows of `w` and `ncols` activation
+/// rows. The caller (`crate::vec_dot_tile`) has checked the lengths, `supports(ty, n)` and the
+/// CPU level.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(in crate::simd) unsafe fn vec_dot_tile(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let rc = recipe(ty).expect("supports() checked by the caller");
+    let arb = match rc.act {
+        ActKind::Q80 => n / 32 * 34,
+        ActKind::Q81 => n / 32 * 36,
+        ActKind::Q8K => n / 256 * 292,
+    };
+    assert!(
+        w.len() >= nrows * (n / rc.bs * rc.wsz),
+        "vec_dot_tile: weights too short"
+    );
+    assert!(
+        acts.len() >= ncols * arb,
+        "vec_dot_tile: activations too short"
+    );
+    if ncols == 0 || nrows == 0 {
+        return;
+    }
+    assert!(
+        out_stride >= nrows && out.len() >= (ncols - 1) * out_stride + nrows,
+        "vec_dot_tile: output too short"
+    );
+    let (w, a) = (w, acts);
+    match (rc.act, rc.min, rc.off != 0) {
+        (ActKind::Q80, false, true) => {
+            tile_typed::<A80, false, true>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+        }
+        (ActKind::Q81, true, false) => {
+            tile_typed::<A81, true, false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+        }
+        (ActKind::Q8K, true, false) => {
+            tile_typed::<A8K, true, false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+        }
+        (ActKind::Q8K, false, true) => {
+            tile_typed::<A8K, false, true>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+        }
+        _ => unreachable!("every recipe is one of the four kernel shapes"),
+    }
+}
