@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/fetch-models.sh
-if ! python3 -c 'import gguf' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0
+# Oracles and clients the tests drive: the gguf reference reader, the official openai client.
+if ! python3 -c 'import gguf, openai' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 openai
 fi
 cargo test --workspace "$@"

@@ -1,1 +1,10 @@
+pub mod bench;
+pub mod chat;
+pub mod common;
+pub mod convert;
 pub mod inspect;
+pub mod perplexity;
+pub mod pull;
+pub mod quantize;
+pub mod run;
+pub mod serve;
