@@ -12,8 +12,8 @@ mkdir -p "$OUT"
 
 command -v /usr/bin/chromium >/dev/null || { echo "chromium missing: apt-get install -y chromium" >&2; exit 1; }
 scripts/fetch-models.sh smollm2
-# The test profile (opt-level 2) reuses what `cargo test` already built.
-cargo build --profile test -p ferrite
+# Reuses the release build `scripts/test.sh` made.
+cargo build --release -p ferrite
 if [ ! -d "$OUT/node_modules/playwright-core" ]; then
   (cd "$OUT" && [ -f package.json ] || (cd "$OUT" && npm init -y >/dev/null)) 
   (cd "$OUT" && npm install --silent --no-audit --no-fund playwright-core)
@@ -21,7 +21,7 @@ fi
 cp crates/server/tests/webui/webui.mjs "$OUT/webui.mjs"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$TARGET/debug/ferrite" serve --host 127.0.0.1 --port "$PORT" --parallel 2 -c 2048 >"$OUT/server.log" 2>&1 &
+"$TARGET/release/ferrite" serve --host 127.0.0.1 --port "$PORT" --parallel 2 -c 2048 >"$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -9,4 +9,5 @@ scripts/fetch-models.sh
 if ! python3 -c 'import gguf, openai' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 openai
 fi
-cargo test --workspace "$@"
+# Release: the kernels and models are tested as they run (every suite was validated this way).
+cargo test --workspace --release "$@"
