@@ -35,6 +35,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Fetch a known model (default SmolLM2-135M-Instruct) into the model cache.
     Pull(cmd::pull::Args),
+    /// Token ids of a text as a JSON array (works on vocab-only GGUFs).
+    Tokenize(cmd::tokenize::Args),
     /// OpenAI-compatible HTTP server with continuous batching and a web chat UI.
     Serve(cmd::serve::Args),
 }
@@ -51,5 +53,6 @@ fn main() -> Result<()> {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
     }
 }
