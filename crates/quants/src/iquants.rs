@@ -24,6 +24,8 @@ mod iq4;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod iq_x86;
 pub(crate) mod lattice;
+#[cfg(target_arch = "x86_64")]
+mod lowbit_x86;
 
 /// ggml `QK_K`.
 pub(crate) const QK_K: usize = 256;
@@ -166,6 +168,24 @@ fn vec_dot_iq3_xxs_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
     crate::simd::vec_dot(GgmlType::IQ3_XXS, n, w, act)
 }
 
+/// IQ2_XS, IQ2_S, IQ3_S, IQ1_S, IQ1_M dots at the best SIMD level (AVX2 kernels in
+/// lowbit_x86.rs), else the scalar twins.
+fn vec_dot_iq2_xs_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ2_XS, n, w, act)
+}
+fn vec_dot_iq2_s_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ2_S, n, w, act)
+}
+fn vec_dot_iq3_s_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ3_S, n, w, act)
+}
+fn vec_dot_iq1_s_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ1_S, n, w, act)
+}
+fn vec_dot_iq1_m_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::IQ1_M, n, w, act)
+}
+
 macro_rules! kernel_table {
     ($name:ident, $ty:ident, $vdt:ident, $deq:path, $q:expr, $qi:expr, $vd:path, $vdr:path) => {
         static $name: TypeKernels = TypeKernels {
@@ -217,7 +237,7 @@ kernel_table!(
     iq3::dequantize_row_iq3_s,
     Some(iq3::quantize_row_iq3_s),
     Some(iq3::quantize_iq3_s),
-    iq3::vec_dot_iq3_s_q8_k,
+    vec_dot_iq3_s_dispatch,
     iq3::vec_dot_iq3_s_q8_k
 );
 kernel_table!(
@@ -237,7 +257,7 @@ kernel_table!(
     iq2::dequantize_row_iq2_xs,
     None,
     Some(iq2::quantize_iq2_xs),
-    iq2::vec_dot_iq2_xs_q8_k,
+    vec_dot_iq2_xs_dispatch,
     iq2::vec_dot_iq2_xs_q8_k
 );
 kernel_table!(
@@ -247,7 +267,7 @@ kernel_table!(
     iq2::dequantize_row_iq2_s,
     Some(iq2::quantize_row_iq2_s),
     Some(iq2::quantize_iq2_s),
-    iq2::vec_dot_iq2_s_q8_k,
+    vec_dot_iq2_s_dispatch,
     iq2::vec_dot_iq2_s_q8_k
 );
 kernel_table!(
@@ -257,7 +277,7 @@ kernel_table!(
     iq1::dequantize_row_iq1_s,
     None,
     Some(iq1::quantize_iq1_s),
-    iq1::vec_dot_iq1_s_q8_k,
+    vec_dot_iq1_s_dispatch,
     iq1::vec_dot_iq1_s_q8_k
 );
 kernel_table!(
@@ -267,7 +287,7 @@ kernel_table!(
     iq1::dequantize_row_iq1_m,
     None,
     Some(iq1::quantize_iq1_m),
-    iq1::vec_dot_iq1_m_q8_k,
+    vec_dot_iq1_m_dispatch,
     iq1::vec_dot_iq1_m_q8_k
 );
 

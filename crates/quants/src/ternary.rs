@@ -3,7 +3,8 @@
 //! Both scale the trits {-1, 0, 1} by one f16 `d` per 256 values and dot with Q8_K.
 //!
 //! Bit-exact with ggml-quants.c (`quantize_row_tq{1,2}_0_ref`, `dequantize_row_tq{1,2}_0`);
-//! `vec_dot` follows `ggml_vec_dot_tq{1,2}_0_q8_K_generic`, with an AVX2 path for TQ2_0.
+//! `vec_dot` follows `ggml_vec_dot_tq{1,2}_0_q8_K_generic`, with AVX2 paths (TQ2_0 below,
+//! TQ1_0 in iquants/lowbit_x86.rs).
 
 // The kernels are line-by-line ports of ggml's C loops; index loops keep them auditable.
 #![allow(clippy::needless_range_loop)]
@@ -184,6 +185,11 @@ pub(crate) fn vec_dot_tq1_0_q8_k(n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+/// TQ1_0 dot at the best SIMD level (AVX2 kernel in iquants/lowbit_x86.rs), else the twin.
+fn vec_dot_tq1_0_dispatch(n: usize, w: &[u8], act: &[u8]) -> f32 {
+    crate::simd::vec_dot(GgmlType::TQ1_0, n, w, act)
+}
+
 /// ggml `ggml_vec_dot_tq2_0_q8_K_generic`.
 pub(crate) fn vec_dot_tq2_0_q8_k_ref(n: usize, w: &[u8], act: &[u8]) -> f32 {
     let nb = n / QK_K;
@@ -274,7 +280,7 @@ static TQ1_0: TypeKernels = TypeKernels {
     dequantize_row: dequantize_row_tq1_0,
     quantize_row: Some(quantize_row_tq1_0),
     quantize_row_imatrix: None,
-    vec_dot: vec_dot_tq1_0_q8_k,
+    vec_dot: vec_dot_tq1_0_dispatch,
     vec_dot_ref: vec_dot_tq1_0_q8_k,
 };
 

@@ -9,7 +9,8 @@ mod a_util;
 use a_util::Rng;
 use ferrite_quants::simd::{has_tile_kernel, TILE_MIN_COLS};
 use ferrite_quants::{
-    dequantize_row, kernels, quantize_row, row_bytes, vec_dot_tile, vec_dot_tile_ref, GgmlType,
+    dequantize_row, kernels, quantize_row, row_bytes, vec_dot_rows, vec_dot_tile, vec_dot_tile_ref,
+    GgmlType,
 };
 use proptest::prelude::*;
 
@@ -170,6 +171,71 @@ proptest! {
     }
 }
 
+/// Batch invariance: a (row, column) product is bit-identical whether the GEMM tile, the
+/// 4-row kernel or the single-row kernel computes it, so a token's matmul output does not
+/// depend on how many tokens share the batch. Oracle: the single-row `vec_dot`; tolerance 0.
+fn check_paths_bitwise(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    nrows: usize,
+    a: &[u8],
+    ncols: usize,
+) -> Result<(), TestCaseError> {
+    let k = kernels(ty).unwrap();
+    let (rb, arb) = (
+        row_bytes(ty, n).unwrap(),
+        row_bytes(k.vec_dot_type, n).unwrap(),
+    );
+    let mut tile = vec![0f32; ncols * nrows];
+    vec_dot_tile(ty, n, w, nrows, a, ncols, &mut tile, nrows).unwrap();
+    for c in 0..ncols {
+        let act = &a[c * arb..(c + 1) * arb];
+        let mut rows = vec![0f32; nrows];
+        vec_dot_rows(ty, n, w, act, &mut rows).unwrap();
+        for r in 0..nrows {
+            let one = (k.vec_dot)(n, &w[r * rb..(r + 1) * rb], act);
+            let t = tile[c * nrows + r];
+            prop_assert!(
+                one.to_bits() == rows[r].to_bits() && one.to_bits() == t.to_bits(),
+                "{:?} n={} rows={} cols={} [r{} c{}]: single {} rows {} tile {}",
+                ty,
+                n,
+                nrows,
+                ncols,
+                r,
+                c,
+                one,
+                rows[r],
+                t
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+
+    /// Row counts hitting every row grouping of the tiles and the 4-row kernels; n with block
+    /// counts ≡ 0, 1, 2, 3 mod 4 (the models' 576 = 18 blocks of 32 among them).
+    #[test]
+    fn tile_rows4_and_single_row_are_bit_identical(seed in 1u64.., nrows in 1usize..20,
+            ncols in prop::sample::select(vec![TILE_MIN_COLS, TILE_MIN_COLS + 1, 37]),
+            n in prop::sample::select(vec![256usize, 576, 768, 896, 1536, 64 * 5, 32 * 9]),
+            exp in -6i32..6) {
+        let mut rng = Rng(seed);
+        for &ty in TYPES {
+            if row_bytes(ty, n).is_err() || row_bytes(kernels(ty).unwrap().vec_dot_type, n).is_err() {
+                continue;
+            }
+            let w = quant_rows(&mut rng, ty, n, nrows, exp);
+            let a = acts(&mut rng, ty, n, ncols, 0);
+            check_paths_bitwise(ty, n, &w, nrows, &a, ncols)?;
+        }
+    }
+}
+
 /// The micro-kernels are really used on a CPU that has them (the props above would otherwise
 /// only compare the fallback with itself), and size errors are reported, not panics.
 #[test]
@@ -180,6 +246,7 @@ fn tile_kernels_present_and_sizes_checked() {
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
         GgmlType::Q5_K,

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 /// ggml `keven_signs_q2xs` as 8 bytes of ±1: entry k has byte j = -1 where bit j of
 /// `KSIGNS_IQ2XS[k]` (k plus an even-parity bit 7) is set.
-static SIGNS64: [u64; 128] = signs64();
+pub(super) static SIGNS64: [u64; 128] = signs64();
 
 const fn signs64() -> [u64; 128] {
     let mut t = [0u64; 128];
@@ -131,13 +131,14 @@ unsafe fn iq3_xxs(n: usize, w: &[u8], a: &[u8]) -> f32 {
     0.25 * sumf
 }
 
-/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where one exists.
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where one exists (the other
+/// low-bit types are in lowbit_x86.rs).
 pub(crate) fn dot(ty: GgmlType) -> Option<crate::VecDotFn> {
     // SAFETY (all closures): only reachable after the caller checked AVX2 support.
     Some(match ty {
         GgmlType::IQ2_XXS => |n, w, a| unsafe { iq2_xxs(n, w, a) },
         GgmlType::IQ3_XXS => |n, w, a| unsafe { iq3_xxs(n, w, a) },
-        _ => return None,
+        _ => return super::lowbit_x86::dot(ty),
     })
 }
 

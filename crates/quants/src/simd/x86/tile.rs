@@ -7,6 +7,9 @@
 //! mins. The kernel then computes, for each (row, column) pair and each step, `vpdpbusd` of the
 //! packed quants with the activation's i8 quants (minus `offset · Σy` per 4-group, shared by all
 //! rows), converts to f32 and accumulates `lane_scale · act_scale · s` (+ `lane_min · y_sum`).
+//! The K-quants instead follow `super::z512`'s row kernels (integer sub-block scales, one fma
+//! per superblock): every type's f32 arithmetic per (row, column) is exactly the 512-bit row
+//! kernels', so the tile and the row path give bit-identical results (batch invariance).
 //! Integer sums per 4-group are exact; only the f32 summation order differs from the scalar
 //! references (the twins in the family modules).
 //!
@@ -15,6 +18,7 @@
 //! bounds by the length checks of the public entry (whole blocks, `ncols` activation rows).
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
+use super::z512::{hsum128, hsum512};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -214,6 +218,13 @@ struct Packed {
     row_q: Vec<u8>,
     row_sc: Vec<f32>,
     row_mn: Vec<f32>,
+    /// K-quants: per step and row, the i16 sub-block scale of every i16 product lane.
+    sw: Vec<i16>,
+    /// K-quants: per superblock and row, `d`, `dmin` and the 8 six-bit mins (Q4_K/Q5_K) or the
+    /// 16 i8 scales (Q6_K, for the −32 offset through the activation's block sums).
+    kd: Vec<f32>,
+    kdmin: Vec<f32>,
+    kmins: Vec<i16>,
 }
 
 thread_local! {
@@ -266,6 +277,59 @@ fn pack_group(
     }
 }
 
+/// [`pack_group`] for the K-quants: the quants as there, plus the integer scales and the
+/// per-superblock factors the 512-bit row kernels (`super::z512`) use, so the tile repeats
+/// their arithmetic exactly.
+fn pack_group_k(
+    rc: &Recipe,
+    n: usize,
+    rb: usize,
+    w: &[u8],
+    rows: std::ops::Range<usize>,
+    p: &mut Packed,
+) {
+    pack_group(rc, n, rb, w, rows.clone(), p);
+    let gr = rows.len();
+    let nsb = n / 256;
+    let q6 = rc.off != 0;
+    grow(&mut p.sw, nsb * 4 * gr * 32);
+    grow(&mut p.kd, nsb * gr);
+    grow(&mut p.kdmin, nsb * gr);
+    grow(&mut p.kmins, nsb * gr * 16);
+    for (g, r) in rows.enumerate() {
+        for (b, blk) in w[r * rb..(r + 1) * rb].chunks_exact(rc.wsz).enumerate() {
+            let at = b * gr + g;
+            let sm: [(u8, u8); 8] =
+                std::array::from_fn(|j| crate::kquants::get_scale_min_k4(j, &blk[4..16]));
+            // i16 lane j of step k holds elements 2j, 2j+1 of the step: the scale of sub-block
+            // 2k + j/16 (Q4_K/Q5_K, 32 elements) or 4k + j/8 (Q6_K, 16 elements).
+            for k in 0..4 {
+                let sw = &mut p.sw[((b * 4 + k) * gr + g) * 32..][..32];
+                for (j, v) in sw.iter_mut().enumerate() {
+                    *v = if q6 {
+                        blk[192 + 4 * k + j / 8] as i8 as i16
+                    } else {
+                        sm[2 * k + j / 16].0 as i16
+                    };
+                }
+            }
+            let km = &mut p.kmins[at * 16..at * 16 + 16];
+            if q6 {
+                p.kd[at] = f16(blk, 208);
+                for (j, v) in km.iter_mut().enumerate() {
+                    *v = blk[192 + j] as i8 as i16;
+                }
+            } else {
+                p.kd[at] = f16(blk, 0);
+                p.kdmin[at] = f16(blk, 2);
+                for (j, v) in km[..8].iter_mut().enumerate() {
+                    *v = sm[j].1 as i16;
+                }
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ the micro-kernel
 
 #[inline]
@@ -299,7 +363,6 @@ unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
 /// Activation kinds as const-generic tags.
 const A80: u8 = 0;
 const A81: u8 = 1;
-const A8K: u8 = 2;
 
 /// `R` packed rows × `C` activation columns over `steps` 64-element steps; `ACT` the
 /// activation layout, `MIN` whether a min term exists, `OFF` whether quants carry an offset.
@@ -319,7 +382,6 @@ unsafe fn kernel<
 ) -> [[f32; R]; C] {
     let z = _mm512_setzero_si512();
     let offv = _mm512_set1_epi8(off as i8);
-    let ones = _mm512_set1_epi8(1);
     let (qp, scp, mnp) = (p.q.as_ptr(), p.sc.as_ptr(), p.mn.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); C]; R];
     for s in 0..steps {
@@ -338,14 +400,6 @@ unsafe fn kernel<
                 dyv[c] = halves(f16_at(yb), f16_at(yb.add(36)));
                 if MIN {
                     mv[c] = halves(f16_at(yb.add(2)), f16_at(yb.add(38)));
-                }
-            } else {
-                let yb = y[c].add((s / 4) * 292);
-                yv[c] = _mm512_loadu_si512(yb.add(4 + 64 * (s % 4)) as *const _);
-                dyv[c] = _mm512_set1_ps((yb as *const f32).read_unaligned());
-                if MIN {
-                    let ys = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, ones, yv[c]));
-                    mv[c] = _mm512_mul_ps(ys, dyv[c]);
                 }
             }
             if OFF {
@@ -371,11 +425,187 @@ unsafe fn kernel<
     let mut out = [[0f32; R]; C];
     for c in 0..C {
         for r in 0..R {
-            out[c][r] = _mm512_reduce_add_ps(acc[r][c]);
+            out[c][r] = hsum512(acc[r][c]);
         }
     }
     out
 }
+
+/// The K-quant tile: `R` packed rows × `C` columns over `nsb` superblocks, exactly the
+/// arithmetic of `super::z512`'s `q4_k_n`/`q5_k_n`/`q6_k_n` per (row, column): per superblock
+/// i16 products (`maddubs`) weighted by the sub-block scales into i32 lanes (`vpdpwssd`), one
+/// fma by `d·yd`; Q6_K starts the lanes at −32·Σ scale·bsum. The Q4_K/Q5_K min term is
+/// [`kmins`]'s.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
+    nsb: usize,
+    p: &Packed,
+    y: [*const u8; C],
+) -> [[f32; R]; C] {
+    let z = _mm512_setzero_si512();
+    let (qp, swp) = (p.q.as_ptr(), p.sw.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for b in 0..nsb {
+        let mut sumi = [[z; C]; R];
+        if Q6 {
+            for c in 0..C {
+                let bs = _mm256_loadu_si256(y[c].add(b * 292 + 260) as *const __m256i);
+                for r in 0..R {
+                    let sc = p.kmins.as_ptr().add((b * R + r) * 16);
+                    let sc16 = _mm256_loadu_si256(sc as *const __m256i);
+                    let corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
+                    sumi[r][c] = _mm512_sub_epi32(z, _mm512_zextsi256_si512(corr));
+                }
+            }
+        }
+        for k in 0..4 {
+            let s = b * 4 + k;
+            let mut yv = [z; C];
+            for c in 0..C {
+                yv[c] = _mm512_loadu_si512(y[c].add(b * 292 + 4 + 64 * k) as *const _);
+            }
+            for r in 0..R {
+                let at = s * R + r;
+                let wq = _mm512_loadu_si512(qp.add(at * 64) as *const _);
+                let sw = _mm512_loadu_si512(swp.add(at * 32) as *const _);
+                for c in 0..C {
+                    let pr = _mm512_maddubs_epi16(wq, yv[c]);
+                    sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], pr, sw);
+                }
+            }
+        }
+        for c in 0..C {
+            let yd = (y[c].add(b * 292) as *const f32).read_unaligned();
+            for r in 0..R {
+                let d = _mm512_set1_ps(p.kd[b * R + r] * yd);
+                acc[r][c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+            }
+        }
+    }
+    let mut out = [[0f32; R]; C];
+    for c in 0..C {
+        for r in 0..R {
+            out[c][r] = hsum512(acc[r][c]);
+        }
+    }
+    out
+}
+
+/// The Q4_K/Q5_K min term of `R` packed rows × `C` columns as `super::z512` accumulates it:
+/// per superblock −(dmin·yd)·Σ min·bsum over pairs of sub-blocks, four f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn kmins<const R: usize, const C: usize>(
+    nsb: usize,
+    p: &Packed,
+    y: [*const u8; C],
+) -> [[f32; R]; C] {
+    let mut accm = [[_mm_setzero_ps(); C]; R];
+    for b in 0..nsb {
+        for c in 0..C {
+            let yb = y[c].add(b * 292);
+            let yd = (yb as *const f32).read_unaligned();
+            let bs = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+            let bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            for r in 0..R {
+                let mins =
+                    _mm_loadu_si128(p.kmins.as_ptr().add((b * R + r) * 16) as *const __m128i);
+                let summ = _mm_cvtepi32_ps(_mm_madd_epi16(bs8, mins));
+                let dm = _mm_set1_ps(p.kdmin[b * R + r] * yd);
+                accm[r][c] = _mm_fnmadd_ps(dm, summ, accm[r][c]);
+            }
+        }
+    }
+    let mut out = [[0f32; R]; C];
+    for c in 0..C {
+        for r in 0..R {
+            out[c][r] = hsum128(accm[r][c]);
+        }
+    }
+    out
+}
+
+/// Every column against one packed K-quant group of `R` rows starting at row `r0`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn run_group_k<const R: usize, const Q6: bool>(
+    nsb: usize,
+    p: &Packed,
+    acts: &[u8],
+    arb: usize,
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    r0: usize,
+) {
+    let ap = acts.as_ptr();
+    let mut c = 0;
+    while c + GC <= ncols {
+        let y = [ap.add(c * arb), ap.add((c + 1) * arb)];
+        let mut res = kernel_k::<R, GC, Q6>(nsb, p, y);
+        if !Q6 {
+            let m = kmins::<R, GC>(nsb, p, y);
+            for k in 0..GC {
+                for r in 0..R {
+                    res[k][r] += m[k][r];
+                }
+            }
+        }
+        for k in 0..GC {
+            out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k]);
+        }
+        c += GC;
+    }
+    while c < ncols {
+        let y = [ap.add(c * arb)];
+        let [mut res] = kernel_k::<R, 1, Q6>(nsb, p, y);
+        if !Q6 {
+            let [m] = kmins::<R, 1>(nsb, p, y);
+            for r in 0..R {
+                res[r] += m[r];
+            }
+        }
+        out[c * out_stride + r0..][..R].copy_from_slice(&res);
+        c += 1;
+    }
+}
+
+/// [`tile_typed`] for the K-quants: groups of [`GRK`] rows, then single rows.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_k<const Q6: bool>(
+    rc: &Recipe,
+    n: usize,
+    w: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    arb: usize,
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let rb = n / rc.bs * rc.wsz;
+    let nsb = n / 256;
+    PACK.with(|cell| {
+        let p = &mut *cell.borrow_mut();
+        let mut r = 0;
+        while r + GRK <= nrows {
+            pack_group_k(rc, n, rb, w, r..r + GRK, p);
+            run_group_k::<GRK, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r);
+            r += GRK;
+        }
+        while r < nrows {
+            pack_group_k(rc, n, rb, w, r..r + 1, p);
+            run_group_k::<1, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r);
+            r += 1;
+        }
+    });
+}
+
+/// K-quant rows per packed group: accumulators and the superblock's i32 sums of 4 × 2
+/// (row, column) pairs fill half the 32 registers.
+const GRK: usize = 4;
 
 /// Rows per packed group and columns per kernel call.
 const GR: usize = 8;
@@ -505,10 +735,10 @@ pub(in crate::simd) unsafe fn vec_dot_tile(
             tile_typed::<A81, true, false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
         }
         (ActKind::Q8K, true, false) => {
-            tile_typed::<A8K, true, false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+            tile_k::<false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
         }
         (ActKind::Q8K, false, true) => {
-            tile_typed::<A8K, false, true>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+            tile_k::<true>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
         }
         _ => unreachable!("every recipe is one of the four kernel shapes"),
     }

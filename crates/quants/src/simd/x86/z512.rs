@@ -3,9 +3,16 @@
 //! i16 sums with `vpdpwssd`, and 4-row variants that share every activation load and
 //! activation-only correction term across the rows.
 //!
-//! The legacy kernels walk groups of four blocks; the remaining 0..=3 blocks go to the 256-bit
-//! VNNI kernels of `super::avx512`. Integer block sums are exact; only the f32 accumulation
-//! order differs from the scalar references in the family modules (their twins/oracles).
+//! The legacy kernels walk pairs of blocks; an odd last block goes to the 256-bit VNNI kernels
+//! of `super::avx512`. Integer block sums are exact; only the f32 accumulation order differs
+//! from the scalar references in the family modules (their twins/oracles). The f32 order is
+//! exactly that of the GEMM tiles (`super::tile`) for every row the tiles support, so a
+//! product does not depend on which path computes it (batch invariance, tests/a_tile_props.rs).
+//!
+//! Q2_K takes 64 two-bit quants per `zmm` (the same 32 bytes at two shifts); it has no GEMM
+//! tile, and its single- and 4-row entries share one body, so rows agree bit for bit across
+//! paths. F16 converts 16 halves per `vcvtph2ps`; BF16 uses AVX512_BF16 `vdpbf16ps` (32 pairs
+//! per op) where the CPU has it (checked apart from the level), else the 256-bit kernel.
 //!
 //! Safety: every `unsafe fn` needs AVX-512 F/BW/VL/VNNI (plus AVX2/FMA/F16C); they are only
 //! reachable through `dot`/`rows4`, which `super::super::dot_fn_at` / `rows4_fn_at` hand out
@@ -30,26 +37,6 @@ unsafe fn rd16(p: *const u8) -> u64 {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn rd32(p: *const u8) -> i32 {
     (p as *const i32).read_unaligned()
-}
-
-/// Four f16 at `p`, `p+s`, `p+2s`, `p+3s` as f32.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn h4(p: *const u8, s: usize) -> __m128 {
-    let v = rd16(p) | rd16(p.add(s)) << 16 | rd16(p.add(2 * s)) << 32 | rd16(p.add(3 * s)) << 48;
-    _mm_cvtph_ps(_mm_cvtsi64_si128(v as i64))
-}
-
-/// Four (f16, f16) pairs at stride `s` as 8 f32: [a0, b0, a1, b1, ...].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn h4x2(p: *const u8, s: usize) -> __m256 {
-    _mm256_cvtph_ps(_mm_setr_epi32(
-        rd32(p),
-        rd32(p.add(s)),
-        rd32(p.add(2 * s)),
-        rd32(p.add(3 * s)),
-    ))
 }
 
 /// 32 bytes at `p0` then 32 bytes at `p1`.
@@ -93,127 +80,56 @@ unsafe fn pf(p: *const u8) {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn hsum128(v: __m128) -> f32 {
+pub(super) unsafe fn hsum128(v: __m128) -> f32 {
     let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
 // ------------------------------------------------------------------ legacy types (32-blocks)
+//
+// One accumulator per row, one fma per 64-element step (two blocks) and, for types with a
+// min, a second fma of the lane mins: the arithmetic of the GEMM tiles (`super::tile`), so a
+// row gives bit-identical results whichever path computes it (batch invariance).
 
-/// Q4_0 × Q8_0 for `R` rows over the first `nb & !3` blocks.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q4_0_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
-    let e8 = _mm512_set1_epi8(8);
-    let z = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut i = 0;
-    while i + 4 <= nb {
-        let yb = y.add(i * 34);
-        let yd = h4(yb, 34);
-        let y01 = ld2(yb.add(2), yb.add(36));
-        let y23 = ld2(yb.add(70), yb.add(104));
-        // -8·Σy per 4-byte group, shared by every row.
-        let c01 = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, e8, y01));
-        let c23 = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, e8, y23));
-        for r in 0..R {
-            let xb = x[r].add(i * 18);
-            pf(xb.wrapping_add(PF));
-            pf(xb.wrapping_add(PF + 64));
-            let dd = _mm512_castps128_ps512(_mm_mul_ps(h4(xb, 18), yd));
-            let s01 = _mm512_dpbusd_epi32(c01, nib2(xb.add(2), xb.add(20)), y01);
-            let s23 = _mm512_dpbusd_epi32(c23, nib2(xb.add(38), xb.add(56)), y23);
-            acc[r][0] = _mm512_fmadd_ps(bcast2(dd, 0, 1), _mm512_cvtepi32_ps(s01), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(bcast2(dd, 2, 3), _mm512_cvtepi32_ps(s23), acc[r][1]);
-        }
-        i += 4;
-    }
-    let mut out = [0f32; R];
-    for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-    }
-    out
-}
-
-/// Q4_1 × Q8_1 for `R` rows over the first `nb & !3` blocks.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q4_1_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
-    let z = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut accm = [_mm256_setzero_ps(); R];
-    let mut i = 0;
-    while i + 4 <= nb {
-        let yb = y.add(i * 36);
-        let yds = h4x2(yb, 36);
-        let y01 = ld2(yb.add(4), yb.add(40));
-        let y23 = ld2(yb.add(76), yb.add(112));
-        for r in 0..R {
-            let xb = x[r].add(i * 20);
-            pf(xb.wrapping_add(PF));
-            pf(xb.wrapping_add(PF + 64));
-            // [d·d, m·s] per block.
-            let p = _mm256_mul_ps(h4x2(xb, 20), yds);
-            accm[r] = _mm256_add_ps(accm[r], p);
-            let p = _mm512_castps256_ps512(p);
-            let s01 = _mm512_dpbusd_epi32(z, nib2(xb.add(4), xb.add(24)), y01);
-            let s23 = _mm512_dpbusd_epi32(z, nib2(xb.add(44), xb.add(64)), y23);
-            acc[r][0] = _mm512_fmadd_ps(bcast2(p, 0, 2), _mm512_cvtepi32_ps(s01), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(bcast2(p, 4, 6), _mm512_cvtepi32_ps(s23), acc[r][1]);
-        }
-        i += 4;
-    }
-    let mut out = [0f32; R];
-    for r in 0..R {
-        let mut m = [0f32; 8];
-        _mm256_storeu_ps(m.as_mut_ptr(), accm[r]);
-        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]))
-            + ((m[1] + m[3]) + (m[5] + m[7]));
-    }
-    out
-}
-
-/// Q5_0 × Q8_0 for `R` rows over the first `nb & !3` blocks.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q5_0_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
-    let e16 = _mm512_set1_epi8(16);
-    let z = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut i = 0;
-    while i + 4 <= nb {
-        let yb = y.add(i * 34);
-        let yd = h4(yb, 34);
-        let y01 = ld2(yb.add(2), yb.add(36));
-        let y23 = ld2(yb.add(70), yb.add(104));
-        let c01 = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, e16, y01));
-        let c23 = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, e16, y23));
-        for r in 0..R {
-            let xb = x[r].add(i * 22);
-            pf(xb.wrapping_add(PF));
-            pf(xb.wrapping_add(PF + 64));
-            let dd = _mm512_castps128_ps512(_mm_mul_ps(h4(xb, 22), yd));
-            let q01 = nib2(xb.add(6), xb.add(28));
-            let q01 = _mm512_mask_add_epi8(q01, qh2(xb), q01, e16);
-            let q23 = nib2(xb.add(50), xb.add(72));
-            let q23 = _mm512_mask_add_epi8(q23, qh2(xb.add(44)), q23, e16);
-            let s01 = _mm512_dpbusd_epi32(c01, q01, y01);
-            let s23 = _mm512_dpbusd_epi32(c23, q23, y23);
-            acc[r][0] = _mm512_fmadd_ps(bcast2(dd, 0, 1), _mm512_cvtepi32_ps(s01), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(bcast2(dd, 2, 3), _mm512_cvtepi32_ps(s23), acc[r][1]);
-        }
-        i += 4;
-    }
-    let mut out = [0f32; R];
-    for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-    }
-    out
-}
-
-/// The high-bit masks of two consecutive Q5_0 blocks at `p` as one 64-lane byte mask.
+/// Horizontal sum of 16 lanes in one fixed order, shared with the GEMM tiles (the order of
+/// `_mm512_reduce_add_ps` is the compiler's business).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn qh2(p: *const u8) -> u64 {
-    let a = (p.add(2) as *const u32).read_unaligned() as u64;
-    let b = (p.add(24) as *const u32).read_unaligned() as u64;
+pub(super) unsafe fn hsum512(v: __m512) -> f32 {
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    let s = _mm256_add_ps(lo, hi);
+    hsum128(_mm_add_ps(
+        _mm256_castps256_ps128(s),
+        _mm256_extractf128_ps(s, 1),
+    ))
+}
+
+/// The first four bytes of four blocks (`d` and the f16 after it) as f32: [d0, e0, .., d3, e3].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn h4x2(p: *const u8, s: usize) -> __m512 {
+    _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_setr_epi32(
+        rd32(p),
+        rd32(p.add(s)),
+        rd32(p.add(2 * s)),
+        rd32(p.add(3 * s)),
+    )))
+}
+
+/// The first four bytes of two blocks (`d` and the f16 after it) as f32: [d0, e0, d1, e1].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn h2x2(p: *const u8, s: usize) -> __m512 {
+    _mm512_castps128_ps512(_mm_cvtph_ps(_mm_setr_epi32(rd32(p), rd32(p.add(s)), 0, 0)))
+}
+
+/// Q5 high bits of two blocks (`qh` at `p` and `p + s`) as a 64-lane byte mask.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn qh2(p: *const u8, s: usize) -> u64 {
+    let a = (p as *const u32).read_unaligned() as u64;
+    let b = (p.add(s) as *const u32).read_unaligned() as u64;
     a | b << 32
 }
 
@@ -226,47 +142,111 @@ unsafe fn dot_i8(x: __m512i, y: __m512i) -> __m512i {
     _mm512_dpbusd_epi32(z, _mm512_abs_epi8(x), sy)
 }
 
-/// Q8_0 × Q8_0 for `R` rows over the first `nb & !3` blocks.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q8_0_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut i = 0;
-    while i + 4 <= nb {
-        let yb = y.add(i * 34);
-        let yd = h4(yb, 34);
-        let y01 = ld2(yb.add(2), yb.add(36));
-        let y23 = ld2(yb.add(70), yb.add(104));
-        for r in 0..R {
-            let xb = x[r].add(i * 34);
-            pf(xb.wrapping_add(PF));
-            pf(xb.wrapping_add(PF + 64));
-            pf(xb.wrapping_add(PF + 128));
-            let dd = _mm512_castps128_ps512(_mm_mul_ps(h4(xb, 34), yd));
-            let s01 = dot_i8(ld2(xb.add(2), xb.add(36)), y01);
-            let s23 = dot_i8(ld2(xb.add(70), xb.add(104)), y23);
-            acc[r][0] = _mm512_fmadd_ps(bcast2(dd, 0, 1), _mm512_cvtepi32_ps(s01), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(bcast2(dd, 2, 3), _mm512_cvtepi32_ps(s23), acc[r][1]);
+/// A legacy body for `R` rows over the first `nb` (even) blocks: `$wsz`/`$asz` block bytes,
+/// `$aq` offset of the activation quants, `$min` whether the type has a min; `$si` the exact
+/// i32 dot per 4-element group of the step at weight `$xb` with activation quants `$yv`.
+/// Blocks go four at a time (scale loads shared), the steps still one after the other.
+macro_rules! legacy_body {
+    ($name:ident, $wsz:expr, $asz:expr, $aq:expr, $min:expr, |$xb:ident, $yv:ident| $si:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
+            let mut acc = [_mm512_setzero_ps(); R];
+            let mut i = 0;
+            while i + 2 <= nb {
+                // Two steps (four blocks) when there are, else the last single step.
+                let two = i + 4 <= nb;
+                let yb = y.add(i * $asz);
+                let yds = if two { h4x2(yb, $asz) } else { h2x2(yb, $asz) };
+                let y0 = ld2(yb.add($aq), yb.add($asz + $aq));
+                let y1 = if two {
+                    ld2(yb.add(2 * $asz + $aq), yb.add(3 * $asz + $aq))
+                } else {
+                    y0
+                };
+                let (mv0, mv1) = (bcast2(yds, 1, 3), bcast2(yds, 5, 7));
+                for r in 0..R {
+                    let xb0 = x[r].add(i * $wsz);
+                    pf(xb0.wrapping_add(PF));
+                    pf(xb0.wrapping_add(PF + 64));
+                    let xds = if two {
+                        h4x2(xb0, $wsz)
+                    } else {
+                        h2x2(xb0, $wsz)
+                    };
+                    let dd = _mm512_mul_ps(xds, yds);
+                    let $xb = xb0;
+                    let $yv = y0;
+                    let si: __m512i = $si;
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), bcast2(dd, 0, 2), acc[r]);
+                    if $min {
+                        let mn = _mm512_maskz_mov_ps(0x0101, bcast2(xds, 1, 3));
+                        acc[r] = _mm512_fmadd_ps(mn, mv0, acc[r]);
+                    }
+                    if two {
+                        let $xb = xb0.add(2 * $wsz);
+                        let $yv = y1;
+                        let si: __m512i = $si;
+                        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), bcast2(dd, 4, 6), acc[r]);
+                        if $min {
+                            let mn = _mm512_maskz_mov_ps(0x0101, bcast2(xds, 5, 7));
+                            acc[r] = _mm512_fmadd_ps(mn, mv1, acc[r]);
+                        }
+                    }
+                }
+                i += if two { 4 } else { 2 };
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                out[r] = hsum512(acc[r]);
+            }
+            out
         }
-        i += 4;
-    }
-    let mut out = [0f32; R];
-    for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-    }
-    out
+    };
 }
 
-/// Wrap an `R`-row group kernel into a single-row and a 4-row entry: the 512-bit body takes the
-/// first `nb & !3` blocks, the 256-bit kernels of `super::avx512` the rest.
+legacy_body!(q4_0_n, 18, 34, 2, false, |xb, yv| {
+    // −8·Σy per 4-byte group folded into the accumulator start.
+    let e8 = _mm512_set1_epi8(8);
+    let c = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), e8, yv),
+    );
+    _mm512_dpbusd_epi32(c, nib2(xb.add(2), xb.add(20)), yv)
+});
+legacy_body!(q4_1_n, 20, 36, 4, true, |xb, yv| {
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib2(xb.add(4), xb.add(24)), yv)
+});
+legacy_body!(q5_0_n, 22, 34, 2, false, |xb, yv| {
+    let e16 = _mm512_set1_epi8(16);
+    let c = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), e16, yv),
+    );
+    let q = nib2(xb.add(6), xb.add(28));
+    let q = _mm512_mask_add_epi8(q, qh2(xb.add(2), 22), q, e16);
+    _mm512_dpbusd_epi32(c, q, yv)
+});
+legacy_body!(q5_1_n, 24, 36, 4, true, |xb, yv| {
+    let q = nib2(xb.add(8), xb.add(32));
+    let q = _mm512_mask_add_epi8(q, qh2(xb.add(4), 24), q, _mm512_set1_epi8(16));
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, yv)
+});
+legacy_body!(q8_0_n, 34, 34, 2, false, |xb, yv| {
+    dot_i8(ld2(xb.add(2), xb.add(36)), yv)
+});
+
+/// Wrap an `R`-row body into a single-row and a 4-row entry: the 512-bit body takes the
+/// first `nb & !1` blocks, the 256-bit kernel of `super::avx512` an odd last block (rows with
+/// an odd block count have no tile kernel, so this path alone computes them).
 macro_rules! legacy_entries {
     ($one:ident, $four:ident, $body:ident, $tail1:path, $bs:expr, $wsz:expr, $asz:expr) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         pub unsafe fn $one(n: usize, w: &[u8], a: &[u8]) -> f32 {
             let nb = check(n, w, a, $bs, $wsz, $asz);
-            let n4 = nb & !3;
-            let [s] = $body::<1>(n4, [w.as_ptr()], a.as_ptr());
-            if n4 < nb {
-                s + $tail1((nb - n4) * $bs, &w[n4 * $wsz..], &a[n4 * $asz..])
+            let n2 = nb & !1;
+            let [s] = $body::<1>(n2, [w.as_ptr()], a.as_ptr());
+            if n2 < nb {
+                s + $tail1((nb - n2) * $bs, &w[n2 * $wsz..], &a[n2 * $asz..])
             } else {
                 s
             }
@@ -278,12 +258,12 @@ macro_rules! legacy_entries {
             for r in w {
                 nb = check(n, r, a, $bs, $wsz, $asz);
             }
-            let n4 = nb & !3;
+            let n2 = nb & !1;
             let ptrs = [w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr()];
-            let mut s = $body::<4>(n4, ptrs, a.as_ptr());
-            if n4 < nb {
+            let mut s = $body::<4>(n2, ptrs, a.as_ptr());
+            if n2 < nb {
                 for r in 0..4 {
-                    s[r] += $tail1((nb - n4) * $bs, &w[r][n4 * $wsz..], &a[n4 * $asz..]);
+                    s[r] += $tail1((nb - n2) * $bs, &w[r][n2 * $wsz..], &a[n2 * $asz..]);
                 }
             }
             s
@@ -294,6 +274,7 @@ macro_rules! legacy_entries {
 legacy_entries!(q4_0, q4_0_x4, q4_0_n, super::avx512::q4_0, 32, 18, 34);
 legacy_entries!(q4_1, q4_1_x4, q4_1_n, super::avx512::q4_1, 32, 20, 36);
 legacy_entries!(q5_0, q5_0_x4, q5_0_n, super::avx512::q5_0, 32, 22, 34);
+legacy_entries!(q5_1, q5_1_x4, q5_1_n, super::avx512::q5_1, 32, 24, 36);
 legacy_entries!(q8_0, q8_0_x4, q8_0_n, super::avx512::q8_0, 32, 34, 34);
 
 // ------------------------------------------------------------------ K-quants (256-blocks)
@@ -393,7 +374,7 @@ unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(acc[r]) + hsum128(accm[r]);
+        out[r] = hsum512(acc[r]) + hsum128(accm[r]);
     }
     out
 }
@@ -458,7 +439,7 @@ unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(acc[r]) + hsum128(accm[r]);
+        out[r] = hsum512(acc[r]) + hsum128(accm[r]);
     }
     out
 }
@@ -514,7 +495,7 @@ unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(acc[r]);
+        out[r] = hsum512(acc[r]);
     }
     out
 }
@@ -523,6 +504,67 @@ unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn f16_to_f32(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(p) as i32)))
+}
+
+/// Q2_K × Q8_K, `R` rows: 64 two-bit quants per `zmm` (two shifts of the same 32 bytes), one
+/// 4-bit scale per 16 through `vpdpwssd`, the mins (Σ bsum·min) per row with one `vpmaddwd`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q2_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
+    let m3 = _mm512_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0x0f);
+    // Lanes 0..32 shift by 2·s0, lanes 32..64 by 2·s0 + 2 (s0 = 0 for even c, 2 for odd).
+    let sh = [
+        _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2),
+        _mm512_setr_epi64(4, 4, 4, 4, 6, 6, 6, 6),
+    ];
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut accm = [0f32; R];
+    for i in 0..nb {
+        let yb = y.add(i * 292);
+        let yd = (yb as *const f32).read_unaligned();
+        let yq = [
+            ld512(yb.add(4)),
+            ld512(yb.add(68)),
+            ld512(yb.add(132)),
+            ld512(yb.add(196)),
+        ];
+        let bs = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+        for r in 0..R {
+            let xb = x[r].add(i * 84);
+            pf(xb.wrapping_add(PF));
+            pf(xb.wrapping_add(PF + 64));
+            let scb = _mm_loadu_si128(xb as *const __m128i);
+            let sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(scb, m4)));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), m4));
+            let summ = hsum_i32_256(_mm256_madd_epi16(bs, mins));
+            let mut sumi = _mm512_setzero_si512();
+            for c in 0..4 {
+                let q = _mm256_loadu_si256(xb.add(16 + 32 * (c / 2)) as *const __m256i);
+                let q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
+                let q = _mm512_and_si512(_mm512_srlv_epi64(q, sh[c % 2]), m3);
+                let p = _mm512_maddubs_epi16(q, yq[c]);
+                sumi = _mm512_dpwssd_epi32(sumi, p, bcast_w4(sc, 4 * c as i16));
+            }
+            let dall = f16_to_f32(xb.add(80)) * yd;
+            let dmin = f16_to_f32(xb.add(82)) * yd;
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dall), _mm512_cvtepi32_ps(sumi), acc[r]);
+            accm[r] += dmin * summ as f32;
+        }
+    }
+    let mut out = [0f32; R];
+    for r in 0..R {
+        out[r] = hsum512(acc[r]) - accm[r];
+    }
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn hsum_i32_256(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
 }
 
 macro_rules! kquant_entries {
@@ -545,9 +587,86 @@ macro_rules! kquant_entries {
     };
 }
 
+kquant_entries!(q2_k, q2_k_x4, q2_k_n, 84);
 kquant_entries!(q4_k, q4_k_x4, q4_k_n, 144);
 kquant_entries!(q5_k, q5_k_x4, q5_k_n, 176);
 kquant_entries!(q6_k, q6_k_x4, q6_k_n, 210);
+
+// ------------------------------------------------------------------ floats (F16, BF16)
+
+/// The shared float skeleton: `$step` elements per iteration in four 512-bit accumulators,
+/// `$acc(acc, x, y)` folding the `$step / 4` elements at byte pointers `x`, `y` into one; the
+/// tail (< `$step` elements) goes to the 256-bit kernel `$tail`. Elements are 2 bytes.
+macro_rules! float_dot {
+    ($name:ident, $feat:literal, $step:expr, $acc:ident, $tail:path) => {
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            assert!(
+                w.len() >= 2 * n && a.len() >= 2 * n,
+                "vec_dot: buffers shorter than n"
+            );
+            let (x, y) = (w.as_ptr(), a.as_ptr());
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut i = 0;
+            while i + $step <= n {
+                for k in 0..4 {
+                    let o = 2 * (i + k * ($step / 4));
+                    acc[k] = $acc(acc[k], x.add(o), y.add(o));
+                }
+                i += $step;
+            }
+            let s = hsum512(_mm512_add_ps(
+                _mm512_add_ps(acc[0], acc[1]),
+                _mm512_add_ps(acc[2], acc[3]),
+            ));
+            if i < n {
+                s + $tail(n - i, &w[2 * i..], &a[2 * i..])
+            } else {
+                s
+            }
+        }
+    };
+}
+
+/// acc + x·y over 16 f16 pairs (converted exactly to f32, FMA).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16_acc16(acc: __m512, x: *const u8, y: *const u8) -> __m512 {
+    let xv = _mm512_cvtph_ps(_mm256_loadu_si256(x as *const __m256i));
+    let yv = _mm512_cvtph_ps(_mm256_loadu_si256(y as *const __m256i));
+    _mm512_fmadd_ps(xv, yv, acc)
+}
+
+/// acc + Σ x·y over 32 bf16 pairs with `vdpbf16ps` (products exact in f32; the CPU flushes
+/// bf16 subnormal inputs to zero, as ggml's AVX512_BF16 path does).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+unsafe fn bf16_acc32(acc: __m512, x: *const u8, y: *const u8) -> __m512 {
+    let xv: __m512bh = std::mem::transmute(ld512(x));
+    let yv: __m512bh = std::mem::transmute(ld512(y));
+    _mm512_dpbf16_ps(acc, xv, yv)
+}
+
+float_dot!(
+    f16,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    64,
+    f16_acc16,
+    super::avx512::f16
+);
+float_dot!(
+    bf16_dp,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16",
+    128,
+    bf16_acc32,
+    super::avx512::bf16
+);
+
+/// Whether the CPU has AVX512_BF16 (`vdpbf16ps`), on top of the AVX-512 level.
+fn has_bf16() -> bool {
+    static B: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *B.get_or_init(|| is_x86_feature_detected!("avx512bf16"))
+}
 
 // ------------------------------------------------------------------ tables
 
@@ -559,10 +678,15 @@ pub(in crate::simd) fn dot(ty: GgmlType) -> Option<DotFn> {
         GgmlType::Q4_0 => |n, w, a| unsafe { q4_0(n, w, a) },
         GgmlType::Q4_1 => |n, w, a| unsafe { q4_1(n, w, a) },
         GgmlType::Q5_0 => |n, w, a| unsafe { q5_0(n, w, a) },
+        GgmlType::Q5_1 => |n, w, a| unsafe { q5_1(n, w, a) },
         GgmlType::Q8_0 => |n, w, a| unsafe { q8_0(n, w, a) },
+        GgmlType::Q2_K => |n, w, a| unsafe { q2_k(n, w, a) },
         GgmlType::Q4_K => |n, w, a| unsafe { q4_k(n, w, a) },
         GgmlType::Q5_K => |n, w, a| unsafe { q5_k(n, w, a) },
         GgmlType::Q6_K => |n, w, a| unsafe { q6_k(n, w, a) },
+        GgmlType::F16 => |n, w, a| unsafe { f16(n, w, a) },
+        // SAFETY: AVX512_BF16 checked here on top of the caller's AVX-512 check.
+        GgmlType::BF16 if has_bf16() => |n, w, a| unsafe { bf16_dp(n, w, a) },
         _ => return None,
     })
 }
@@ -574,7 +698,9 @@ pub(in crate::simd) fn rows4(ty: GgmlType) -> Option<Rows4Fn> {
         GgmlType::Q4_0 => |n, w, a| unsafe { q4_0_x4(n, w, a) },
         GgmlType::Q4_1 => |n, w, a| unsafe { q4_1_x4(n, w, a) },
         GgmlType::Q5_0 => |n, w, a| unsafe { q5_0_x4(n, w, a) },
+        GgmlType::Q5_1 => |n, w, a| unsafe { q5_1_x4(n, w, a) },
         GgmlType::Q8_0 => |n, w, a| unsafe { q8_0_x4(n, w, a) },
+        GgmlType::Q2_K => |n, w, a| unsafe { q2_k_x4(n, w, a) },
         GgmlType::Q4_K => |n, w, a| unsafe { q4_k_x4(n, w, a) },
         GgmlType::Q5_K => |n, w, a| unsafe { q5_k_x4(n, w, a) },
         GgmlType::Q6_K => |n, w, a| unsafe { q6_k_x4(n, w, a) },
@@ -596,6 +722,43 @@ mod tests {
         ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
     }
 
+    /// F16 / BF16 512-bit kernels, odd lengths 1..=700 (tails below and above one 64/128 step)
+    /// against `vec_dot_ref`; tolerance 1e-4 · Σ|x·y| + 1e-30 (f32 accumulation order only).
+    #[test]
+    fn z512_floats_match_ref() {
+        if !(is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")) {
+            return;
+        }
+        let mut seed = 0x0bad_5eed_1234_5678u64;
+        for ty in [GgmlType::F16, GgmlType::BF16] {
+            let k = crate::kernels(ty).unwrap();
+            let f = dot(ty).unwrap();
+            for n in (1..=700usize).step_by(7).chain([64, 128, 256, 4096]) {
+                let scale = [1e-3f32, 1.0, 300.0][n % 3];
+                let x: Vec<f32> = (0..n).map(|_| rnd(&mut seed) * scale).collect();
+                let y: Vec<f32> = (0..n).map(|_| rnd(&mut seed)).collect();
+                let mut w = vec![0u8; 2 * n];
+                let mut a = vec![0u8; 2 * n];
+                crate::quantize_row(ty, &x, &mut w).unwrap();
+                crate::quantize_row(ty, &y, &mut a).unwrap();
+                let (mut xd, mut yd) = (vec![0f32; n], vec![0f32; n]);
+                crate::dequantize_row(ty, &w, &mut xd).unwrap();
+                crate::dequantize_row(ty, &a, &mut yd).unwrap();
+                let mag: f64 = xd
+                    .iter()
+                    .zip(&yd)
+                    .map(|(p, q)| (*p as f64 * *q as f64).abs())
+                    .sum();
+                let want = (k.vec_dot_ref)(n, &w, &a) as f64;
+                let got = f(n, &w, &a) as f64;
+                assert!(
+                    (got - want).abs() <= 1e-4 * mag + 1e-30,
+                    "{ty:?} n={n}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn z512_matches_ref() {
         if !(is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")) {
@@ -606,7 +769,9 @@ mod tests {
             GgmlType::Q4_0,
             GgmlType::Q4_1,
             GgmlType::Q5_0,
+            GgmlType::Q5_1,
             GgmlType::Q8_0,
+            GgmlType::Q2_K,
             GgmlType::Q4_K,
             GgmlType::Q5_K,
             GgmlType::Q6_K,
