@@ -31,6 +31,8 @@ enum Command {
     Quantize(cmd::quantize::Args),
     /// Perplexity of a text file, as llama.cpp's llama-perplexity computes it.
     Perplexity(cmd::perplexity::Args),
+    /// Importance matrix of a model on a text file, as llama.cpp's llama-imatrix computes it.
+    Imatrix(cmd::imatrix::Args),
     /// Prompt-processing and generation speed, as llama-bench measures it.
     Bench(cmd::bench::Args),
     /// Fetch a known model (default SmolLM2-135M-Instruct) into the model cache.
@@ -39,6 +41,8 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// OpenAI-compatible HTTP server with continuous batching and a web chat UI.
     Serve(cmd::serve::Args),
+    /// Embeddings of texts as one JSON array (encoder models such as BERT).
+    Embed(cmd::embed::Args),
 }
 
 fn main() -> Result<()> {
@@ -50,9 +54,11 @@ fn main() -> Result<()> {
         Command::Convert(a) => cmd::convert::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
+        Command::Imatrix(a) => cmd::imatrix::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Embed(a) => cmd::embed::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
     }
 }

@@ -61,7 +61,6 @@ fn serve_64_clients_half_disconnecting() {
 }
 
 #[test]
-#[ignore = "ferrite-models: decode logits depend on the batch size (crates/engine/tests/batch_invariance.rs)"]
 fn serve_8_streams_match_solo_runs() {
     run_py("test_load.py", &["test_8_streams_match_solo_runs"]);
 }

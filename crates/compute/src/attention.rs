@@ -334,4 +334,86 @@ mod tests {
             }
         }
     }
+
+    /// Batch invariance: a token's output is bit-identical alone (one token, one thread) and in
+    /// a batch with others for any thread count, and where its visible K/V rows are stored in
+    /// the cache does not matter, only their visiting order (which the caller fixes: position
+    /// order). Oracle: the token alone; tolerance 0.
+    #[test]
+    fn token_output_does_not_depend_on_batch_or_cell_placement() {
+        let mut seed = 9u64;
+        let (n_cells, n_tokens) = (29, 6);
+        let p = AttnParams {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 16,
+            head_dim_v: 8,
+            scale: 0.25,
+            softcap: 0.0,
+        };
+        for ty in [GgmlType::F32, GgmlType::F16] {
+            let es = elt_size(ty);
+            let (kr, vr) = (2 * 16 * es, 2 * 8 * es);
+            let conv = |x: &[f32]| {
+                let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
+                ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
+                b
+            };
+            let kb = conv(
+                &(0..n_cells * 32)
+                    .map(|_| lcg(&mut seed))
+                    .collect::<Vec<_>>(),
+            );
+            let vb = conv(
+                &(0..n_cells * 16)
+                    .map(|_| lcg(&mut seed))
+                    .collect::<Vec<_>>(),
+            );
+            let q: Vec<f32> = (0..n_tokens * 64).map(|_| lcg(&mut seed)).collect();
+            let lists: Vec<Vec<u32>> = (0..n_tokens)
+                .map(|t| {
+                    (0..n_cells as u32)
+                        .filter(|c| !(c * 7 + t as u32).is_multiple_of(4))
+                        .collect()
+                })
+                .collect();
+            let run = |nth: usize, k: &[u8], v: &[u8], q: &[f32], lists: &[Vec<u32>]| {
+                let pool = ThreadPool::new(nth);
+                let mut s = AttnScratch::new(nth, 16, 8);
+                let vis: Vec<u32> = lists.concat();
+                let mut off = vec![0];
+                lists
+                    .iter()
+                    .for_each(|l| off.push(off.last().unwrap() + l.len()));
+                let mut out = vec![0f32; lists.len() * 32];
+                let kv = KvView { ty, k, v };
+                attention(&pool, &p, q, &kv, &vis, &off, &mut out, &mut s).unwrap();
+                out
+            };
+            let alone: Vec<Vec<f32>> = (0..n_tokens)
+                .map(|t| run(1, &kb, &vb, &q[t * 64..(t + 1) * 64], &lists[t..t + 1]))
+                .collect();
+            // The same rows stored at other cells (cell c moved to perm[c]).
+            let perm: Vec<usize> = (0..n_cells).map(|c| (c * 11 + 5) % n_cells).collect();
+            let (mut kp, mut vp) = (vec![0u8; kb.len()], vec![0u8; vb.len()]);
+            for (c, &d) in perm.iter().enumerate() {
+                kp[d * kr..(d + 1) * kr].copy_from_slice(&kb[c * kr..(c + 1) * kr]);
+                vp[d * vr..(d + 1) * vr].copy_from_slice(&vb[c * vr..(c + 1) * vr]);
+            }
+            let moved: Vec<Vec<u32>> = lists
+                .iter()
+                .map(|l| l.iter().map(|&c| perm[c as usize] as u32).collect())
+                .collect();
+            for nth in [1, 2, 3] {
+                for (k, v, l) in [(&kb, &vb, &lists), (&kp, &vp, &moved)] {
+                    let got = run(nth, k, v, &q, l);
+                    for (t, a) in alone.iter().enumerate() {
+                        let g = &got[t * 32..(t + 1) * 32];
+                        let same = g.iter().zip(a).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{ty:?} nth {nth} token {t}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -8,12 +8,20 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy)]
 pub struct F16Ops {
     simd: bool,
+    /// AVX-512F: 16 lanes per step (same widen/fma/round per element, so bit-identical).
+    z512: bool,
 }
 
 impl F16Ops {
     pub fn get() -> F16Ops {
         static OPS: OnceLock<F16Ops> = OnceLock::new();
-        *OPS.get_or_init(|| F16Ops { simd: detect() })
+        *OPS.get_or_init(|| {
+            let simd = detect();
+            F16Ops {
+                simd,
+                z512: simd && detect_z512(),
+            }
+        })
     }
 
     /// `y = f16(fma(x, v, y))`; `x` is little-endian f16 bytes, `y.len()` elements.
@@ -21,8 +29,14 @@ impl F16Ops {
     pub fn mad(&self, y: &mut [u16], x: &[u8], v: f32) {
         #[cfg(target_arch = "x86_64")]
         if self.simd {
-            // SAFETY: features checked in `detect`.
-            unsafe { x86::mad(y, x, v) };
+            // SAFETY: features checked in `detect` / `detect_z512`.
+            unsafe {
+                if self.z512 {
+                    x86::mad_z512(y, x, v)
+                } else {
+                    x86::mad(y, x, v)
+                }
+            };
             return;
         }
         mad_ref(y, x, v)
@@ -33,8 +47,14 @@ impl F16Ops {
     pub fn scale(&self, y: &mut [u16], v: f32) {
         #[cfg(target_arch = "x86_64")]
         if self.simd {
-            // SAFETY: features checked in `detect`.
-            unsafe { x86::scale(y, v) };
+            // SAFETY: features checked in `detect` / `detect_z512`.
+            unsafe {
+                if self.z512 {
+                    x86::scale_z512(y, v)
+                } else {
+                    x86::scale(y, v)
+                }
+            };
             return;
         }
         scale_ref(y, v)
@@ -48,6 +68,15 @@ fn detect() -> bool {
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+fn detect_z512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -92,7 +121,30 @@ mod x86 {
             );
             i += 8;
         }
-        super::mad_ref(&mut y[i..], &x[2 * i..], v);
+        if i < n {
+            super::mad_ref(&mut y[i..], &x[2 * i..], v);
+        }
+    }
+
+    /// [`mad`] 16 lanes at a time; the 8-lane step above finishes the rest.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    pub unsafe fn mad_z512(y: &mut [u16], x: &[u8], v: f32) {
+        let n = y.len();
+        let vv = _mm512_set1_ps(v);
+        let mut i = 0;
+        while i + 16 <= n {
+            let xp = _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(2 * i) as *const __m256i));
+            let yp = _mm512_cvtph_ps(_mm256_loadu_si256(y.as_ptr().add(i) as *const __m256i));
+            let r = _mm512_fmadd_ps(xp, vv, yp);
+            _mm256_storeu_si256(
+                y.as_mut_ptr().add(i) as *mut __m256i,
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r),
+            );
+            i += 16;
+        }
+        if i < n {
+            mad(&mut y[i..], &x[2 * i..], v);
+        }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -109,7 +161,29 @@ mod x86 {
             );
             i += 8;
         }
-        super::scale_ref(&mut y[i..], v);
+        if i < n {
+            super::scale_ref(&mut y[i..], v);
+        }
+    }
+
+    /// [`scale`] 16 lanes at a time; the 8-lane step above finishes the rest.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    pub unsafe fn scale_z512(y: &mut [u16], v: f32) {
+        let n = y.len();
+        let vv = _mm512_set1_ps(v);
+        let mut i = 0;
+        while i + 16 <= n {
+            let yp = _mm512_cvtph_ps(_mm256_loadu_si256(y.as_ptr().add(i) as *const __m256i));
+            let r = _mm512_mul_ps(yp, vv);
+            _mm256_storeu_si256(
+                y.as_mut_ptr().add(i) as *mut __m256i,
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r),
+            );
+            i += 16;
+        }
+        if i < n {
+            scale(&mut y[i..], v);
+        }
     }
 }
 
@@ -120,8 +194,15 @@ mod tests {
     /// Oracle: the scalar twins. The SIMD path must be bit-identical (same fma, same rounding).
     #[test]
     fn simd_matches_scalar_bit_for_bit() {
-        let ops = F16Ops::get();
-        for n in [1, 7, 8, 64, 70, 256] {
+        let best = F16Ops::get();
+        let narrow = F16Ops {
+            z512: false,
+            ..best
+        };
+        for (ops, n) in [best, narrow]
+            .into_iter()
+            .flat_map(|o| [1, 7, 8, 15, 16, 24, 64, 70, 80, 256].map(|n| (o, n)))
+        {
             let x: Vec<u8> = (0..n)
                 .flat_map(|i| {
                     f16::from_f32(((i * 37 % 101) as f32 - 50.0) / 17.0)

@@ -387,6 +387,62 @@ mod tests {
         }
     }
 
+    /// Batch invariance: token t's output row is bit-identical whether t is multiplied alone or
+    /// among n_tokens (row kernels below `TILE_MIN_COLS`, GEMM tiles above) and for any thread
+    /// count. Oracle: the same token alone, 1 thread; tolerance 0. 576 columns = 18 blocks of
+    /// 32 (SmolLM2's n_embd), 768 = 3 superblocks.
+    #[test]
+    fn token_output_does_not_depend_on_n_tokens() {
+        let mut seed = 5u64;
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            for cols in [576, 768] {
+                let Ok(rb) = row_bytes(ty, cols) else {
+                    continue;
+                };
+                let rows = 37;
+                let mut data = vec![0u8; rb * rows];
+                for r in 0..rows {
+                    let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+                    ferrite_quants::quantize_row(ty, &x, &mut data[r * rb..(r + 1) * rb]).unwrap();
+                }
+                let w = WeightView::new(ty, rows, cols, &data).unwrap();
+                let x: Vec<f32> = (0..64 * cols).map(|_| lcg(&mut seed)).collect();
+                let one = ThreadPool::new(1);
+                let mut s = MatmulScratch::default();
+                let alone: Vec<Vec<f32>> = (0..64)
+                    .map(|t| {
+                        let mut o = vec![0f32; rows];
+                        matmul(&one, &w, &x[t * cols..(t + 1) * cols], 1, &mut o, &mut s).unwrap();
+                        o
+                    })
+                    .collect();
+                for nth in [1, 2, 3] {
+                    let pool = ThreadPool::new(nth);
+                    for n in [1, 3, 4, 15, 16, 17, 64] {
+                        let mut got = vec![0f32; n * rows];
+                        matmul(&pool, &w, &x[..n * cols], n, &mut got, &mut s).unwrap();
+                        for (t, want) in alone[..n].iter().enumerate() {
+                            let g = &got[t * rows..(t + 1) * rows];
+                            let same = g.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(same, "{ty:?} cols={cols} n={n} nth={nth} token {t}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn shape_errors_are_reported() {
         let data = vec![0u8; 4 * 8];

@@ -31,6 +31,9 @@ struct Shared {
     /// The current task, lifetime-erased; only dereferenced by workers inside the op.
     task: Mutex<Option<TaskPtr>>,
     stop: AtomicBool,
+    /// Workers parked (or about to park) on `wake`; `for_each` skips the wake-up syscall when
+    /// none is, so back-to-back ops with spinning workers cost no syscall at all.
+    sleepers: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
     n_threads: usize,
@@ -60,6 +63,7 @@ impl ThreadPool {
             n_chunks: AtomicUsize::new(0),
             task: Mutex::new(None),
             stop: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
             n_threads,
@@ -101,9 +105,12 @@ impl ThreadPool {
         sh.next.store(0, Ordering::SeqCst);
         sh.n_chunks.store(n_chunks, Ordering::SeqCst);
         sh.state.store(0, Ordering::SeqCst);
-        {
+        // No lost wake-up: a worker registers in `sleepers` (SeqCst) before re-checking
+        // `generation` under `lock`, so either it sees this bump or we see it and notify (under
+        // the lock it holds from that check until it waits).
+        sh.generation.fetch_add(1, Ordering::SeqCst);
+        if sh.sleepers.load(Ordering::SeqCst) > 0 {
             let _l = sh.lock.lock().unwrap();
-            sh.generation.fetch_add(1, Ordering::SeqCst);
             sh.wake.notify_all();
         }
         run_chunks(sh, f, 0);
@@ -147,13 +154,15 @@ fn worker_loop(shared: &Shared, ith: usize) {
                 std::hint::spin_loop();
             } else {
                 let l = shared.lock.lock().unwrap();
+                shared.sleepers.fetch_add(1, Ordering::SeqCst);
                 let _l = shared
                     .wake
                     .wait_while(l, |_| {
-                        shared.generation.load(Ordering::Acquire) == seen
+                        shared.generation.load(Ordering::SeqCst) == seen
                             && !shared.stop.load(Ordering::Acquire)
                     })
                     .unwrap();
+                shared.sleepers.fetch_sub(1, Ordering::SeqCst);
                 spins = 0;
             }
         }

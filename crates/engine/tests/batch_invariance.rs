@@ -71,7 +71,7 @@ fn logits_of_a_sequence_do_not_depend_on_the_batch() {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
     eprintln!("prompt: max |logit difference| alone vs batched = {diff:e}");
-    assert!(diff < 1e-2, "prompt logits differ by {diff}");
+    assert!(diff == 0.0, "prompt logits differ by {diff}");
 
     // One generation step: a's next token alone vs. together with b's next token.
     let next = 13u32;
@@ -99,7 +99,7 @@ fn logits_of_a_sequence_do_not_depend_on_the_batch() {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
     eprintln!("generation step: max |logit difference| alone vs batched = {diff2:e}");
-    assert!(diff2 < 1e-2, "generation logits differ by {diff2}");
+    assert!(diff2 == 0.0, "generation logits differ by {diff2}");
 }
 
 /// A sequence whose new tokens land in KV cells *before* its older ones (cells freed by
@@ -163,27 +163,19 @@ fn logits_do_not_depend_on_kv_cell_order() {
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
     eprintln!("cell order: max |logit difference| fresh vs reordered cells = {diff:e}");
-    assert!(diff < 1e-2, "logits differ by {diff}");
+    assert!(diff == 0.0, "logits differ by {diff}");
 }
 
-/// F32 KV: with the F16 cache the attention's f16 V accumulator (llama.cpp's CPU flash
-/// attention) makes the result depend on the order in which visible cells are visited, and
-/// cell order changes once cells are freed and reused (max logit difference 0.53 measured on
-/// SmolLM2 in `logits_do_not_depend_on_kv_cell_order`): a models-crate issue, reported; the
-/// engine's invariance is checked where the model code promises it.
+/// The default F16 cache: its f16 V accumulator makes attention depend on the order cells are
+/// visited in, which the model code fixes (position order), so this is the strict case.
 fn kv_type() -> ferrite_gguf::GgmlType {
-    ferrite_gguf::GgmlType::F32
+    ferrite_gguf::GgmlType::F16
 }
 
-/// Eight prompts in one batch (what the server does when 8 requests arrive together) vs. each
-/// prompt alone in a fresh context: the last-token logits of each must agree.
-///
-/// Fails today: "The capital of France is" differs by 0.48 (max |Δlogit|) between alone (5
-/// tokens) and batched (41 tokens); padding it with 36 tokens of a single other sequence gives
-/// the same 0.48, while a 17-token two-sequence batch is bit-identical — the logits depend on
-/// the batch size. Run with `--ignored` once the models crate fixes it.
+/// Eight prompts in one batch (what the server does when 8 requests arrive together: 41
+/// tokens, GEMM tiles) vs. each prompt alone in a fresh context (row kernels): the last-token
+/// logits of each must be bit-identical.
 #[test]
-#[ignore = "ferrite-models: decode logits depend on the batch size (reported)"]
 fn eight_prompts_batched_match_each_alone() {
     let m = model();
     let tok = Tokenizer::from_gguf(m.gguf().meta()).unwrap();
@@ -256,6 +248,6 @@ fn eight_prompts_batched_match_each_alone() {
             "{:?}: max |logit difference| alone vs batched = {diff:e}",
             prompts[s]
         );
-        assert!(diff < 1e-3, "{:?}: logits differ by {diff}", prompts[s]);
+        assert!(diff == 0.0, "{:?}: logits differ by {diff}", prompts[s]);
     }
 }

@@ -96,6 +96,16 @@ pub mod tokenizer {
     pub const HF_JSON: &str = "tokenizer.huggingface.json";
 }
 
+/// `imatrix.*`: llama.cpp's GGUF importance-matrix files (`general.type = "imatrix"`).
+pub mod imatrix {
+    /// Array of strings: the text files the statistics were collected on.
+    pub const DATASETS: &str = "imatrix.datasets";
+    /// u32: chunks evaluated.
+    pub const CHUNK_COUNT: &str = "imatrix.chunk_count";
+    /// u32: tokens per chunk.
+    pub const CHUNK_SIZE: &str = "imatrix.chunk_size";
+}
+
 /// `split.*` (sharded models: `name-00001-of-00003.gguf`).
 pub mod split {
     pub const NO: &str = "split.no";

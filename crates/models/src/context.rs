@@ -4,6 +4,7 @@
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::model::{Act, Ffn, LayerWeights, Model, Qkv};
+use crate::observe::{observe, observe_expert, MatmulObserver};
 use ferrite_compute::{
     attention, matmul, matmul_many, ops, AttnParams, AttnScratch, GeluImpl, KvView, MatmulScratch,
     ThreadPool, WeightView,
@@ -74,6 +75,8 @@ struct Buffers {
     moe_out: Vec<f32>,          // (n, n_embd)
     out_rows: Vec<f32>,         // (n, n_embd) rows that want logits
     mm: MatmulScratch,
+    obs: Option<MatmulObserver>, // called before every weight product when set
+    moe_ids: Vec<usize>,         // token of each row of `moe_in` (for `obs`)
     attn_scratch: AttnScratch,
 }
 
@@ -122,6 +125,8 @@ impl<'m> Context<'m> {
             moe_out: vec![0.0; if hp.n_expert > 0 { n * hp.n_embd } else { 0 }],
             out_rows: vec![0.0; n * hp.n_embd],
             mm: MatmulScratch::with_capacity(n, max_cols),
+            obs: None,
+            moe_ids: Vec::with_capacity(n),
             attn_scratch: AttnScratch::new(pool.n_threads(), hp.head_dim, hp.head_dim_v),
         };
         Ok(Context {
@@ -148,6 +153,13 @@ impl<'m> Context<'m> {
         self.model.n_vocab
     }
 
+    /// Call `obs` with the input of every weight product of later `decode`s (each 2-D weight,
+    /// fused ones, each MoE expert with its tokens, and the output head); `None` removes it.
+    /// Returns the previous observer.
+    pub fn set_matmul_observer(&mut self, obs: Option<MatmulObserver>) -> Option<MatmulObserver> {
+        std::mem::replace(&mut self.b.obs, obs)
+    }
+
     /// Run `batch`; returns `(n_wanted, n_vocab)` logits. Nothing is written to the cache when
     /// the batch is invalid (bad ids, positions beyond the context, not enough free cells).
     pub fn decode(&mut self, batch: &Batch<'_>) -> Result<&[f32]> {
@@ -162,6 +174,9 @@ impl<'m> Context<'m> {
         }
         if n == 0 {
             return Err(ModelError::Batch("empty batch".into()));
+        }
+        if self.model.output.is_none() {
+            return Err(crate::embed::not_a_decoder(self.model.hp.arch));
         }
         let n_vocab = self.model.n_vocab;
         if let Some(&id) = batch.tokens.iter().find(|&&t| t as usize >= n_vocab) {
@@ -247,7 +262,12 @@ fn forward(
     if k > 0 {
         let rows = &mut b.out_rows[..k * ne];
         ops::rms_norm(rows, ne, Some(&model.output_norm), hp.rms_eps);
-        matmul(pool, &model.output.view(), rows, k, logits, &mut b.mm)?;
+        let output = model
+            .output
+            .as_ref()
+            .ok_or_else(|| crate::embed::not_a_decoder(hp.arch))?;
+        observe(&mut b.obs, output, rows, k);
+        matmul(pool, &output.view(), rows, k, logits, &mut b.mm)?;
         if hp.final_softcap > 0.0 {
             ops::softcap(logits, hp.final_softcap);
         }
@@ -257,6 +277,10 @@ fn forward(
 
 /// For each token, the cells it attends to: same sequence, position ≤ its own, and within
 /// `window` positions when given (llama.cpp's standard SWA: `pos - cell_pos < window`).
+///
+/// Listed in position order, not cell order: attention accumulates in visiting order (f16 V
+/// accumulator, online softmax), and which cells a sequence holds depends on what other
+/// sequences freed, so cell order would make a sequence's logits depend on its neighbours.
 fn build_visibility(
     kv: &KvCache,
     ub: &Batch<'_>,
@@ -267,14 +291,21 @@ fn build_visibility(
     vis.clear();
     off.clear();
     off.push(0);
+    // (seq, pos, cell) of every cell of a batch sequence, sorted once: a token's visible cells
+    // are then one contiguous run of its sequence's entries.
+    let mut seqs = ub.seq_id.to_vec();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut cells: Vec<(u32, u32, u32)> = (0..kv.n_hi())
+        .filter_map(|c| kv.cell(c).map(|(s, p)| (s, p, c as u32)))
+        .filter(|(s, _, _)| seqs.binary_search(s).is_ok())
+        .collect();
+    cells.sort_unstable();
     for (&p, &s) in ub.pos.iter().zip(ub.seq_id) {
-        for c in 0..kv.n_hi() {
-            if let Some((cs, cp)) = kv.cell(c) {
-                if cs == s && cp <= p && window.is_none_or(|w| ((p - cp) as usize) < w) {
-                    vis.push(c as u32);
-                }
-            }
-        }
+        let lo_pos = window.map_or(0, |w| (p as usize + 1).saturating_sub(w) as u32);
+        let lo = cells.partition_point(|&(cs, cp, _)| (cs, cp) < (s, lo_pos));
+        let hi = cells.partition_point(|&(cs, cp, _)| (cs, cp) <= (s, p));
+        vis.extend(cells[lo..hi.max(lo)].iter().map(|&(_, _, c)| c));
         off.push(vis.len());
     }
 }
@@ -319,12 +350,16 @@ fn layer(
             v: wv,
         } => {
             // One input quantization and one pool op for the three projections.
+            for w in [wq, wk, wv] {
+                observe(&mut b.obs, w, cur, n);
+            }
             let (wq, wk, wv) = (wq.view(), wk.view(), wv.view());
             matmul_many(pool, [&wq, &wk, &wv], cur, n, [q, k, v], &mut b.mm)?;
         }
         Qkv::Fused(wqkv) => {
             let row = nq + nk + nv;
             let qkv = &mut b.qkv[..n * row];
+            observe(&mut b.obs, wqkv, cur, n);
             mm(pool, &wqkv.view(), cur, n, qkv, &mut b.mm)?;
             for t in 0..n {
                 let r = &qkv[t * row..(t + 1) * row];
@@ -394,6 +429,7 @@ fn layer(
     let attn = &mut b.attn[..n * hp.n_head * hdv];
     attention(pool, &p, q, &view, vis, off, attn, &mut b.attn_scratch)?;
     let tmp = &mut b.tmp[..n * ne];
+    observe(&mut b.obs, &w.attn_output, attn, n);
     mm(pool, &w.attn_output.view(), attn, n, tmp, &mut b.mm)?;
     if let Some(g) = &w.post_attention_norm {
         ops::rms_norm(tmp, ne, Some(g), hp.rms_eps);
@@ -413,14 +449,18 @@ fn layer(
         } => {
             let nf = gate.rows;
             let (a, u) = (&mut b.ff_a[..n * nf], &mut b.ff_b[..n * nf]);
+            observe(&mut b.obs, gate, cur, n);
+            observe(&mut b.obs, up, cur, n);
             let (wg, wu) = (gate.view(), up.view());
             matmul_many(pool, [&wg, &wu], cur, n, [a, u], &mut b.mm)?;
             glu(*act, gelu, a, u);
+            observe(&mut b.obs, down, a, n);
             mm(pool, &down.view(), a, n, tmp, &mut b.mm)?;
         }
         Ffn::FusedGateUp { gate_up, down, act } => {
             let nf = gate_up.rows / 2;
             let gu = &mut b.ff_a[..n * 2 * nf];
+            observe(&mut b.obs, gate_up, cur, n);
             mm(pool, &gate_up.view(), cur, n, gu, &mut b.mm)?;
             let a = &mut b.ff_b[..n * nf];
             for t in 0..n {
@@ -429,6 +469,7 @@ fn layer(
                 dst.copy_from_slice(&r[..nf]);
                 glu(*act, gelu, dst, &r[nf..]);
             }
+            observe(&mut b.obs, down, a, n);
             mm(pool, &down.view(), a, n, tmp, &mut b.mm)?;
         }
         Ffn::Moe {
@@ -476,6 +517,7 @@ fn moe(
     let (ne, nx, k_used, nf) = (hp.n_embd, hp.n_expert, hp.n_expert_used, hp.n_ff_exp);
     let cur = &b.cur[..n * ne];
     let router = &mut b.router[..n * nx];
+    observe(&mut b.obs, gate_inp, cur, n);
     mm(pool, &gate_inp.view(), cur, n, router, &mut b.mm)?;
     b.routes.clear();
     for t in 0..n {
@@ -518,11 +560,18 @@ fn moe(
         for (i, &(t, _)) in b.moe_tok.iter().enumerate() {
             xin[i * ne..(i + 1) * ne].copy_from_slice(&cur[t * ne..(t + 1) * ne]);
         }
+        if b.obs.is_some() {
+            b.moe_ids.clear();
+            b.moe_ids.extend(b.moe_tok.iter().map(|&(t, _)| t));
+        }
         let (a, u) = (&mut b.ff_a[..m * nf], &mut b.ff_b[..m * nf]);
+        observe_expert(&mut b.obs, gate_exps, e, &b.moe_ids, xin);
         mm(pool, &gate_exps.expert(e), xin, m, a, &mut b.mm)?;
+        observe_expert(&mut b.obs, up_exps, e, &b.moe_ids, xin);
         mm(pool, &up_exps.expert(e), xin, m, u, &mut b.mm)?;
         glu(act, gelu, a, u);
         let out = &mut b.moe_out[..m * ne];
+        observe_expert(&mut b.obs, down_exps, e, &b.moe_ids, a);
         mm(pool, &down_exps.expert(e), a, m, out, &mut b.mm)?;
         for (i, &(t, wgt)) in b.moe_tok.iter().enumerate() {
             tmp[t * ne..(t + 1) * ne]

@@ -37,6 +37,18 @@ pub enum ModelError {
     BadSeq { seq: u32, n_seq: usize },
     #[error("token id {id} out of range (n_vocab = {n_vocab})")]
     BadToken { id: u32, n_vocab: usize },
+    #[error("{op} is not supported for architecture {arch:?}: {why}")]
+    Unsupported {
+        op: &'static str,
+        arch: &'static str,
+        why: String,
+    },
+    #[error("sequence {seq} has {n_tokens} tokens, more than the model's context of {n_ctx}")]
+    SeqTooLong {
+        seq: usize,
+        n_tokens: usize,
+        n_ctx: usize,
+    },
     #[error(transparent)]
     Gguf(#[from] GgufError),
     #[error(transparent)]

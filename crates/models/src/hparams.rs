@@ -1,5 +1,6 @@
 //! Hyper-parameters read from GGUF metadata, with llama.cpp's per-architecture defaults.
 
+use crate::embed::Pooling;
 use crate::error::{ModelError, Result};
 use ferrite_compute::{RopeMode, RopeParams};
 use ferrite_gguf::keys::arch as ak;
@@ -16,10 +17,13 @@ pub enum Arch {
     Gemma2,
     Gemma3,
     Phi3,
+    /// BERT encoders (all-MiniLM, bge, ...): absolute positions, post-LayerNorm, bidirectional
+    /// attention; pooled embeddings instead of logits (see `embed.rs`).
+    Bert,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 7] = [
+    pub const ALL: [Arch; 8] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
@@ -27,6 +31,7 @@ impl Arch {
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::Phi3,
+        Arch::Bert,
     ];
 
     /// The GGUF architecture name (the prefix of `{arch}.*` keys).
@@ -39,6 +44,7 @@ impl Arch {
             Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
             Arch::Phi3 => "phi3",
+            Arch::Bert => "bert",
         }
     }
 
@@ -52,10 +58,26 @@ impl Arch {
             })
     }
 
+    /// Encoder-only: the model makes embeddings ([`crate::Embedder`]), not logits
+    /// ([`crate::Context::decode`]).
+    pub fn is_encoder(self) -> bool {
+        match self {
+            Arch::Bert => true,
+            Arch::Llama
+            | Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Gemma2
+            | Arch::Gemma3
+            | Arch::Phi3 => false,
+        }
+    }
+
     /// ggml's rope mode: Llama GGUFs have q/k rows permuted for adjacent-pair rotation.
     pub fn rope_mode(self) -> RopeMode {
         match self {
-            Arch::Llama => RopeMode::Normal,
+            // BERT has learned absolute position embeddings; its RoPE parameters are unused.
+            Arch::Llama | Arch::Bert => RopeMode::Normal,
             Arch::Qwen2
             | Arch::Qwen3
             | Arch::Qwen3Moe
@@ -81,7 +103,13 @@ pub struct HParams {
     /// v head size (`attention.value_length`).
     pub head_dim_v: usize,
     pub n_rot: usize,
+    /// Norm epsilon: RMSNorm's (`attention.layer_norm_rms_epsilon`) for decoders, LayerNorm's
+    /// (`attention.layer_norm_epsilon`) for BERT.
     pub rms_eps: f32,
+    /// `{arch}.pooling_type` (llama.cpp's enum; none when absent).
+    pub pooling: Pooling,
+    /// Causal attention (decoders always; BERT when `attention.causal` says so, default not).
+    pub causal: bool,
     /// RoPE of full-attention layers.
     pub rope: RopeParams,
     /// RoPE of sliding-window layers (Gemma 3's local base; otherwise equal to `rope`).
@@ -178,7 +206,35 @@ impl HParams {
             ));
         }
         let n_ctx_train: usize = m.opt(ak::CONTEXT_LENGTH)?.unwrap_or(2048);
-        let rms_eps: f32 = m.req(ak::ATTENTION_LAYERNORM_RMS_EPS)?;
+        let rms_eps: f32 = match arch {
+            Arch::Bert => m.req(ak::ATTENTION_LAYERNORM_EPS)?,
+            Arch::Llama
+            | Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Gemma2
+            | Arch::Gemma3
+            | Arch::Phi3 => m.req(ak::ATTENTION_LAYERNORM_RMS_EPS)?,
+        };
+        let pooling = match m.opt_num(ak::POOLING_TYPE)? {
+            None => Pooling::None,
+            Some(v) => Pooling::from_gguf(v).ok_or_else(|| {
+                bad(
+                    m.key(ak::POOLING_TYPE),
+                    format!("{v} is not a pooling type (0 none, 1 mean, 2 cls, 3 last, 4 rank)"),
+                )
+            })?,
+        };
+        let causal = match arch {
+            Arch::Bert => m.opt::<bool>(ak::ATTENTION_CAUSAL)?.unwrap_or(false),
+            Arch::Llama
+            | Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Gemma2
+            | Arch::Gemma3
+            | Arch::Phi3 => true,
+        };
         let n_expert: usize = m.opt(ak::EXPERT_COUNT)?.unwrap_or(0);
         let n_expert_used: usize = if n_expert > 0 {
             m.req(ak::EXPERT_USED_COUNT)?
@@ -193,22 +249,31 @@ impl HParams {
         }
         let n_ff: usize = match arch {
             Arch::Qwen3Moe => m.opt(ak::FEED_FORWARD_LENGTH)?.unwrap_or(0),
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 => {
-                m.req(ak::FEED_FORWARD_LENGTH)?
-            }
+            Arch::Llama
+            | Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Gemma2
+            | Arch::Gemma3
+            | Arch::Phi3
+            | Arch::Bert => m.req(ak::FEED_FORWARD_LENGTH)?,
         };
         let n_ff_exp: usize = match arch {
             Arch::Qwen3Moe => m.req(ak::EXPERT_FEED_FORWARD_LENGTH)?,
             // Mixtral-style experts have the dense width.
             Arch::Llama => m.opt(ak::EXPERT_FEED_FORWARD_LENGTH)?.unwrap_or(n_ff),
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 => 0,
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 | Arch::Bert => 0,
         };
         // llama.cpp's build_moe_ffn(norm_w = true) for both MoE families unless the key says.
         let expert_weights_norm = m
             .opt::<bool>(ak::EXPERT_WEIGHTS_NORM)?
             .unwrap_or(match arch {
                 Arch::Llama | Arch::Qwen3Moe => true,
-                Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma2 | Arch::Gemma3 | Arch::Phi3 => false,
+                Arch::Qwen2
+                | Arch::Qwen3
+                | Arch::Gemma2
+                | Arch::Gemma3
+                | Arch::Phi3
+                | Arch::Bert => false,
             });
 
         // RoPE.
@@ -262,7 +327,8 @@ impl HParams {
             | Arch::Qwen3
             | Arch::Qwen3Moe
             | Arch::Gemma2
-            | Arch::Phi3 => RopeParams {
+            | Arch::Phi3
+            | Arch::Bert => RopeParams {
                 freq_base: m.opt(ak::ROPE_FREQ_BASE_SWA)?.unwrap_or(freq_base),
                 ..rope.clone()
             },
@@ -278,6 +344,8 @@ impl HParams {
             // llama.cpp runs Qwen2/3 with full attention (use_sliding_window is false in their
             // configs) and disables Phi-3's window ("Phi SWA is currently disabled").
             Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 => (0, 0),
+            // Full bidirectional attention within each sequence.
+            Arch::Bert => (0, 0),
         };
         let swa_layers = if n_swa == 0 {
             vec![false; n_layer]
@@ -298,7 +366,7 @@ impl HParams {
                     }
                 }
             },
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 => {
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 | Arch::Bert => {
                 1.0 / (head_dim as f32).sqrt()
             }
         };
@@ -313,11 +381,14 @@ impl HParams {
             | Arch::Qwen3
             | Arch::Qwen3Moe
             | Arch::Gemma3
-            | Arch::Phi3 => (0.0, 0.0),
+            | Arch::Phi3
+            | Arch::Bert => (0.0, 0.0),
         };
         let embd_scale = match arch {
             Arch::Gemma2 | Arch::Gemma3 => Some((n_embd as f32).sqrt()),
-            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 => None,
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 | Arch::Bert => {
+                None
+            }
         };
 
         Ok(HParams {
@@ -332,6 +403,8 @@ impl HParams {
             head_dim_v,
             n_rot,
             rms_eps,
+            pooling,
+            causal,
             rope,
             rope_swa,
             n_swa,

@@ -1,6 +1,7 @@
 //! A loaded model: hyper-parameters plus weight views into the GGUF mmap.
 
 use crate::arch;
+use crate::arch::bert::EncoderWeights;
 use crate::error::Result;
 use crate::hparams::{Arch, HParams};
 use crate::weights::{Loader, Matrix};
@@ -72,10 +73,14 @@ pub struct Model {
     pub hp: HParams,
     pub n_vocab: usize,
     pub tok_embd: Matrix,
+    /// Decoders' final RMSNorm weight (empty for encoders).
     pub output_norm: Vec<f32>,
-    /// `output.weight`, or `token_embd.weight` when tied.
-    pub output: Matrix,
+    /// `output.weight`, or `token_embd.weight` when tied; `None` for encoders (no LM head).
+    pub output: Option<Matrix>,
+    /// Decoder blocks (empty for encoders, whose blocks are in `encoder`).
     pub layers: Vec<LayerWeights>,
+    /// Encoder-only architectures (BERT): embeddings, norms and blocks.
+    pub encoder: Option<EncoderWeights>,
     // Declared last: the views above point into it.
     gguf: GgufModel,
 }
@@ -102,23 +107,38 @@ impl Model {
                 })
             }
         };
-        let tok_embd = l.matrix("token_embd.weight", n_embd, n_vocab)?;
-        let output_norm = l.vector("output_norm.weight", n_embd)?;
-        let output = match l.matrix_opt("output.weight", n_embd, n_vocab)? {
-            Some(m) => m,
-            None => l.matrix("token_embd.weight", n_embd, n_vocab)?,
+        let tok_embd = l.matrix("token_embd.weight", n_embd, n_vocab)?; // (n_vocab, n_embd)
+        type LoadLayer = fn(&Loader, &HParams, usize) -> Result<LayerWeights>;
+        let decoder_layer: Option<LoadLayer> = match hp.arch {
+            Arch::Llama => Some(arch::llama::load_layer),
+            Arch::Qwen2 => Some(arch::qwen2::load_layer),
+            Arch::Qwen3 => Some(arch::qwen3::load_layer),
+            Arch::Qwen3Moe => Some(arch::qwen3moe::load_layer),
+            Arch::Gemma2 => Some(arch::gemma2::load_layer),
+            Arch::Gemma3 => Some(arch::gemma3::load_layer),
+            Arch::Phi3 => Some(arch::phi3::load_layer),
+            Arch::Bert => None,
         };
-        let layers = (0..hp.n_layer)
-            .map(|il| match hp.arch {
-                Arch::Llama => arch::llama::load_layer(&l, &hp, il),
-                Arch::Qwen2 => arch::qwen2::load_layer(&l, &hp, il),
-                Arch::Qwen3 => arch::qwen3::load_layer(&l, &hp, il),
-                Arch::Qwen3Moe => arch::qwen3moe::load_layer(&l, &hp, il),
-                Arch::Gemma2 => arch::gemma2::load_layer(&l, &hp, il),
-                Arch::Gemma3 => arch::gemma3::load_layer(&l, &hp, il),
-                Arch::Phi3 => arch::phi3::load_layer(&l, &hp, il),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (output_norm, output, layers, encoder) = match decoder_layer {
+            Some(load_layer) => {
+                let output_norm = l.vector("output_norm.weight", n_embd)?;
+                // (n_vocab, n_embd)
+                let output = match l.matrix_opt("output.weight", n_embd, n_vocab)? {
+                    Some(m) => m,
+                    None => l.matrix("token_embd.weight", n_embd, n_vocab)?,
+                };
+                let layers = (0..hp.n_layer)
+                    .map(|il| load_layer(&l, &hp, il))
+                    .collect::<Result<Vec<_>>>()?;
+                (output_norm, Some(output), layers, None)
+            }
+            None => (
+                Vec::new(),
+                None,
+                Vec::new(),
+                Some(arch::bert::load(&l, &hp)?),
+            ),
+        };
         Ok(Model {
             hp,
             n_vocab,
@@ -126,6 +146,7 @@ impl Model {
             output_norm,
             output,
             layers,
+            encoder,
             gguf,
         })
     }

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ferrite_gguf::{GgmlType, GgufFile, GgufWriter, Value, ValueType};
+use ferrite_gguf::{keys, GgmlType, GgufFile, GgufWriter, Value, ValueType};
 
 use crate::QuantizeError;
 
-pub const KEY_DATASETS: &str = "imatrix.datasets";
-pub const KEY_CHUNK_COUNT: &str = "imatrix.chunk_count";
-pub const KEY_CHUNK_SIZE: &str = "imatrix.chunk_size";
+pub const KEY_DATASETS: &str = keys::imatrix::DATASETS;
+pub const KEY_CHUNK_COUNT: &str = keys::imatrix::CHUNK_COUNT;
+pub const KEY_CHUNK_SIZE: &str = keys::imatrix::CHUNK_SIZE;
 
 /// Raw statistics of one weight: `n_mat` matrices (experts) of `n_per_row` columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +114,7 @@ impl Imatrix {
     /// Write in llama.cpp's GGUF imatrix layout (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<(), QuantizeError> {
         let mut w = GgufWriter::new(path);
-        w.add_kv("general.type", "imatrix");
+        w.add_kv(keys::general::TYPE, "imatrix");
         w.add_kv(
             KEY_DATASETS,
             Value::Array(

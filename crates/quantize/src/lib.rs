@@ -6,6 +6,7 @@
 
 pub mod ftype;
 pub mod imatrix;
+pub mod imatrix_collect;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use ferrite_quants::QuantError;
 
 pub use ftype::{is_quantized, FileType};
 pub use imatrix::Imatrix;
+pub use imatrix_collect::Collector as ImatrixCollector;
 pub use rules::{Category, ModelFacts, TypeOptions};
 
 /// `GGML_QNT_VERSION`, written as `general.quantization_version`.

@@ -176,12 +176,30 @@ async fn models(State(st): St) -> Response {
 async fn embeddings(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let o = params::parse_body(&body)?;
     check_model(&st, &o)?;
-    ready(&st)?;
-    Err(ApiError::bad_request(format!(
-        "model {} does not support embeddings (ferrite has no embedding/BERT models yet)",
-        st.model_id
-    ))
-    .with_code("model_not_supported"))
+    let r = ready(&st)?;
+    match &r.embedder {
+        Some(w) => crate::embed::embeddings(&st, &r, w, &o).await,
+        None => Err(ApiError::bad_request(format!(
+            "model {} does not support embeddings: it is a {} (decoder) model; embeddings need \
+             an encoder such as bert",
+            st.model_id,
+            r.model.hp.arch.name()
+        ))
+        .with_code("model_not_supported")),
+    }
+}
+
+/// Completions need a decoder; an embedding model answers 400.
+fn check_generative(st: &AppState, r: &Ready) -> Result<(), ApiError> {
+    if r.embedder.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "model {} is an embedding model ({}): it cannot generate text; use /v1/embeddings",
+            st.model_id,
+            r.model.hp.arch.name()
+        ))
+        .with_code("model_not_supported"));
+    }
+    Ok(())
 }
 
 /// Tokenize on a blocking thread (a megabyte of text takes a while).
@@ -565,6 +583,7 @@ async fn chat_completions(State(st): St, body: Bytes) -> Result<Response, ApiErr
     let o = params::parse_body(&body)?;
     check_model(&st, &o)?;
     let r = ready(&st)?;
+    check_generative(&st, &r)?;
     let c = params::common(&o, true, random_seed(&st))?;
     let msgs = messages(&o)?;
     let text = render(&r, &msgs, true)?;
@@ -668,6 +687,7 @@ async fn completions(State(st): St, body: Bytes) -> Result<Response, ApiError> {
     let o = params::parse_body(&body)?;
     check_model(&st, &o)?;
     let r = ready(&st)?;
+    check_generative(&st, &r)?;
     let c = params::common(&o, false, random_seed(&st))?;
     let echo = params::boolean(&o, "echo")?.unwrap_or(false);
     let (prompt, prompt_text) = match prompt_param(&o)? {

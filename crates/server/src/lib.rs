@@ -6,6 +6,7 @@
 //! stops accepting, cancels running streams and returns.
 
 mod api;
+mod embed;
 mod error;
 mod params;
 
@@ -67,6 +68,8 @@ pub struct Ready {
     /// The chat template, or why there is none (a 400 for chat requests).
     pub template: Result<ChatTemplate, String>,
     pub n_ctx_train: usize,
+    /// Encoder (embedding) models: `/v1/embeddings` runs here; completions answer 400.
+    pub embedder: Option<embed::EmbedWorker>,
     engine_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -151,6 +154,14 @@ pub fn load(cfg: &ServeConfig) -> Result<Ready, ServeError> {
     let n_ctx = cfg.n_ctx.unwrap_or(n_ctx_train.min(4096)).max(16);
     let model = Arc::new(model);
     let tok = Arc::new(tok);
+    let embedder = if model.hp.arch.is_encoder() {
+        Some(
+            embed::EmbedWorker::start(model.clone(), cfg.n_threads, cfg.n_batch, cfg.n_ctx)
+                .map_err(|e| ServeError::Load(format!("{}: {e}", path.display())))?,
+        )
+    } else {
+        None
+    };
     let (engine, thread) = Engine::start(
         model.clone(),
         tok.clone(),
@@ -170,6 +181,7 @@ pub fn load(cfg: &ServeConfig) -> Result<Ready, ServeError> {
         model,
         template,
         n_ctx_train,
+        embedder,
         engine_thread: Mutex::new(Some(thread)),
     })
 }

@@ -1,7 +1,10 @@
 pub mod bench;
 pub mod chat;
+pub mod chunks;
 pub mod common;
 pub mod convert;
+pub mod embed;
+pub mod imatrix;
 pub mod inspect;
 pub mod perplexity;
 pub mod pull;

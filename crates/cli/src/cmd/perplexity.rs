@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use ferrite_models::{Batch, Context, ContextParams, Model};
+use ferrite_models::{Context, ContextParams, Model};
 use ferrite_tokenizer::Tokenizer;
 
+use super::chunks::{eval_chunk, require_two_chunks, tokenize_file};
 use super::common::{resolve_model, threads};
 
 #[derive(clap::Args)]
@@ -54,7 +55,7 @@ struct Nll {
 }
 
 /// `log_softmax(logits)[tok]` with llama.cpp's arithmetic (f32 max, f64 sum of expf).
-fn log_prob(logits: &[f32], tok: usize) -> f64 {
+pub(crate) fn log_prob(logits: &[f32], tok: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max).exp()) as f64).sum();
     (logits[tok] - max) as f64 - sum.ln()
@@ -286,19 +287,13 @@ pub fn run(a: Args) -> Result<()> {
             .file
             .as_ref()
             .context("give the text to score with -f FILE")?;
-        let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        let text = String::from_utf8_lossy(&text);
-        (tok.tokenize(&text, true, false), a.ctx_size)
+        (tokenize_file(&tok, f)?, a.ctx_size)
     };
     if n_ctx < 4 {
         bail!("context size {n_ctx} is too small");
     }
-    if base.is_none() && tokens.len() < 2 * n_ctx {
-        bail!(
-            "you need at least {} tokens to evaluate perplexity with a context of {n_ctx}; the text tokenizes to only {} tokens",
-            2 * n_ctx,
-            tokens.len()
-        );
+    if base.is_none() {
+        require_two_chunks(tokens.len(), n_ctx, "evaluate perplexity")?;
     }
     let n_chunk_max = base.as_ref().map_or(tokens.len() / n_ctx, |b| b.n_chunk);
     let n_chunk = a.chunks.map_or(n_chunk_max, |c| c.min(n_chunk_max));
@@ -351,28 +346,13 @@ pub fn run(a: Args) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for i in 0..n_chunk {
         let start = i * n_ctx;
-        ctx.kv_cache_mut().clear();
-        let mut j = 0;
-        while j < n_ctx {
-            let n = n_batch.min(n_ctx - j);
-            let mut batch_tokens = tokens[start + j..start + j + n].to_vec();
-            if add_bos && j == 0 {
-                if let Some(b) = bos {
-                    batch_tokens[0] = b;
-                }
-            }
-            let pos: Vec<u32> = (j as u32..(j + n) as u32).collect();
-            let seq = vec![0u32; n];
-            let want = vec![true; n];
-            let l = ctx.decode(&Batch {
-                tokens: &batch_tokens,
-                pos: &pos,
-                seq_id: &seq,
-                want_logits: &want,
-            })?;
-            logits[j * n_vocab..(j + n) * n_vocab].copy_from_slice(l);
-            j += n;
-        }
+        eval_chunk(
+            &mut ctx,
+            &tokens[start..start + n_ctx],
+            n_batch,
+            bos.filter(|_| add_bos),
+            Some(&mut logits),
+        )?;
         if i == 0 {
             let per_chunk = t0.elapsed().as_secs_f64();
             eprintln!(

@@ -2,6 +2,7 @@
 //! pass (context.rs) runs whatever a block holds, so each architecture's behaviour is fixed here
 //! and in `HParams::load`'s per-architecture `match`es.
 
+pub(crate) mod bert;
 pub(crate) mod gemma2;
 pub(crate) mod gemma3;
 pub(crate) mod llama;
