@@ -87,6 +87,7 @@ pub struct Sampler {
     history: std::collections::VecDeque<u32>,
     /// Scratch reused between calls (no per-token allocation once warmed up).
     cands: Vec<Candidate>,
+    counts: Vec<u32>,
 }
 
 impl Sampler {
@@ -97,6 +98,7 @@ impl Sampler {
             rng,
             history: Default::default(),
             cands: Vec::new(),
+            counts: Vec::new(),
         }
     }
 
@@ -133,7 +135,7 @@ impl Sampler {
             id: i as u32,
             logit: l,
         }));
-        apply_penalties(&mut cands, &self.history, &p);
+        apply_penalties(&mut cands, &self.history, &p, &mut self.counts);
         let id = if p.temperature <= 0.0 {
             argmax(&cands)
         } else {
@@ -174,23 +176,38 @@ pub fn argmax(cands: &[Candidate]) -> u32 {
 }
 
 /// Repetition (llama.cpp/CTRL style: divide positive logits, multiply negative ones),
-/// frequency and presence penalties over the tokens in `history`.
+/// frequency and presence penalties over the tokens in `history`. `counts` is scratch (a
+/// per-id counter, grown to the largest id seen and left all-zero on return), so a sampler
+/// calling this per token allocates nothing once warmed up.
 pub fn apply_penalties(
     cands: &mut [Candidate],
     history: &std::collections::VecDeque<u32>,
     p: &SamplerParams,
+    counts: &mut Vec<u32>,
 ) {
     if history.is_empty()
         || (p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0)
     {
         return;
     }
-    let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     for &t in history {
-        *counts.entry(t).or_default() += 1;
+        let t = t as usize;
+        if t >= counts.len() {
+            counts.resize(t + 1, 0);
+        }
+        counts[t] += 1;
     }
-    for c in cands.iter_mut() {
-        if let Some(&n) = counts.get(&c.id) {
+    for &t in history {
+        let n = std::mem::take(&mut counts[t as usize]);
+        if n == 0 {
+            continue; // already applied for an earlier occurrence
+        }
+        // Candidates are usually the whole vocabulary in id order.
+        let c = match cands.get_mut(t as usize) {
+            Some(c) if c.id == t => Some(c),
+            _ => cands.iter_mut().find(|c| c.id == t),
+        };
+        if let Some(c) = c {
             if c.logit <= 0.0 {
                 c.logit *= p.repeat_penalty;
             } else {
@@ -364,10 +381,20 @@ mod tests {
         };
         let mut c = cands(&[4.0, -4.0, 1.0]);
         let hist: std::collections::VecDeque<u32> = [0, 0, 1].into_iter().collect();
-        apply_penalties(&mut c, &hist, &p);
+        let mut counts = Vec::new();
+        apply_penalties(&mut c, &hist, &p, &mut counts);
         assert_eq!(c[0].logit, 4.0 / 2.0 - 2.0 * 0.5 - 0.25);
         assert_eq!(c[1].logit, -4.0 * 2.0 - 0.5 - 0.25);
         assert_eq!(c[2].logit, 1.0);
+        assert!(counts.iter().all(|&n| n == 0), "scratch left dirty");
+        // Candidates not in id order (after truncation) are found by id.
+        let mut c = vec![
+            Candidate { id: 2, logit: 1.0 },
+            Candidate { id: 0, logit: 4.0 },
+        ];
+        apply_penalties(&mut c, &hist, &p, &mut counts);
+        assert_eq!(c[1].logit, 4.0 / 2.0 - 2.0 * 0.5 - 0.25);
+        assert_eq!(c[0].logit, 1.0);
     }
 
     #[test]
