@@ -235,18 +235,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut data = w.begin_data()?;
-    let n = plan.tensors.len();
-    for (i, (t, ty)) in plan.tensors.iter().zip(&types).enumerate() {
-        bar.set_message(format!("tensor {}/{n} {}", i + 1, t.name));
-        let values = tensors::materialize(&weights, t, threads)?;
-        let row_len = t.shape.last().copied().unwrap_or(1);
-        let bytes = tensors::encode(&t.name, &values, row_len, *ty, threads)?;
-        drop(values);
-        data.write_tensor(&t.name, &bytes)?;
-        bar.inc(bytes.len() as u64);
-    }
-    data.finish()?;
+    let data = w.begin_data()?;
+    write_tensors(data, &weights, &plan.tensors, &types, threads, &bar)?;
     bar.finish_and_clear();
 
     let file_bytes = std::fs::metadata(&output)
@@ -265,6 +255,75 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
         tokenizer_pre: vocab.pre,
         notes,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Encode the tensors one at a time while a second thread writes the previous one (two
+/// buffers, reused: memory stays about two tensors), then finish the file. Each source tensor's
+/// pages are dropped from the mapping once encoded, so the checkpoint does not accumulate in
+/// the resident set (it stays in the page cache).
+fn write_tensors(
+    mut data: ferrite_gguf::GgufDataWriter,
+    weights: &source::Weights,
+    plan: &[arch::PlannedTensor],
+    types: &[GgmlType],
+    threads: usize,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let n = plan.len();
+    std::thread::scope(|s| {
+        let (to_writer, jobs) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>, usize)>(1);
+        let (give_back, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        let writer = s.spawn(move || -> Result<ferrite_gguf::GgufDataWriter> {
+            for (i, buf, len) in jobs {
+                data.write_tensor(&plan[i].name, &buf[..len])?;
+                bar.inc(len as u64);
+                let _ = give_back.send(buf);
+            }
+            Ok(data)
+        });
+        let mut made = 0;
+        let mut produced = Ok(());
+        for (i, (t, ty)) in plan.iter().zip(types).enumerate() {
+            bar.set_message(format!("tensor {}/{n} {}", i + 1, t.name));
+            let mut buf = if made < 2 {
+                made += 1;
+                Vec::new()
+            } else {
+                match free.recv() {
+                    Ok(b) => b,
+                    Err(_) => break, // the writer stopped: its error is reported below
+                }
+            };
+            let row_len = t.shape.last().copied().unwrap_or(1).max(1);
+            let len = match ferrite_quants::row_bytes(*ty, row_len) {
+                Ok(rb) => rb * (t.n_elements() / row_len),
+                Err(e) => {
+                    produced = Err(ConvertError::Quantize {
+                        name: t.name.clone(),
+                        ty: ty.to_string(),
+                        what: e.to_string(),
+                    });
+                    break;
+                }
+            };
+            if buf.len() < len {
+                buf.resize(len, 0); // every byte up to len is overwritten below
+            }
+            if let Err(e) = tensors::encode_into(weights, t, *ty, threads, &mut buf[..len]) {
+                produced = Err(e);
+                break;
+            }
+            weights.release(t);
+            if to_writer.send((i, buf, len)).is_err() {
+                break;
+            }
+        }
+        drop(to_writer);
+        let data = writer.join().expect("writer thread panicked")?;
+        produced?;
+        data.finish()?;
+        Ok(())
     })
 }
 

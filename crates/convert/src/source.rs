@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors};
 
+use crate::arch::{PlannedTensor, TensorSource};
 use crate::error::{ConvertError, Result};
 use crate::hf::read_json_opt;
 
@@ -151,6 +152,33 @@ impl Weights {
 
     pub fn bytes(&self, t: &SrcTensor) -> &[u8] {
         &self.shards[t.shard].1[t.start..t.end]
+    }
+
+    /// Drop the mapped pages of a planned tensor's sources from this process (they stay in the
+    /// page cache; a later read maps them again). Only whole 64 KiB-aligned pages inside the
+    /// tensors' ranges, so neighbours are untouched and any page size up to 64 KiB fits.
+    pub fn release(&self, p: &PlannedTensor) {
+        const ALIGN: usize = 1 << 16;
+        let names: &[String] = match &p.source {
+            TensorSource::Tensor { name, .. } => std::slice::from_ref(name),
+            TensorSource::Stack(names) => names,
+            TensorSource::Values(_) => &[],
+        };
+        for t in names.iter().filter_map(|n| self.get(n)) {
+            let (start, end) = (t.start.next_multiple_of(ALIGN), t.end / ALIGN * ALIGN);
+            if end > start {
+                // SAFETY: the map is read-only and file-backed, so MADV_DONTNEED only unmaps
+                // pages: later reads fault them in again from the (unchanged) file. A failure
+                // only means the pages stay resident.
+                let _ = unsafe {
+                    self.shards[t.shard].1.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
     }
 
     pub fn path_of(&self, t: &SrcTensor) -> &Path {

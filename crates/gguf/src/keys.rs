@@ -93,6 +93,8 @@ pub mod tokenizer {
     pub const REMOVE_EXTRA_WHITESPACES: &str = "tokenizer.ggml.remove_extra_whitespaces";
     pub const PRECOMPILED_CHARSMAP: &str = "tokenizer.ggml.precompiled_charsmap";
     pub const CHAT_TEMPLATE: &str = "tokenizer.chat_template";
+    pub const NORMALIZER_LOWERCASE: &str = "tokenizer.ggml.normalizer.lowercase";
+    pub const NORMALIZER_STRIP_ACCENTS: &str = "tokenizer.ggml.normalizer.strip_accents";
     pub const HF_JSON: &str = "tokenizer.huggingface.json";
 }
 

@@ -7,7 +7,7 @@ use crate::model::{Act, Ffn, LayerWeights, Model, Qkv};
 use crate::observe::{observe, observe_expert, MatmulObserver};
 use ferrite_compute::{
     attention, matmul, matmul_many, ops, AttnParams, AttnScratch, GeluImpl, KvView, MatmulScratch,
-    ThreadPool, WeightView,
+    RopeParams, ThreadPool, WeightView,
 };
 use ferrite_gguf::GgmlType;
 
@@ -88,6 +88,14 @@ pub struct Context<'m> {
     gelu: GeluImpl,
     b: Buffers,
     logits: Vec<f32>,
+    /// RoPE for this context's size (LongRoPE picks its factors by context size).
+    ropes: Ropes,
+}
+
+/// RoPE of full-attention and sliding-window layers.
+struct Ropes {
+    full: RopeParams,
+    swa: RopeParams,
 }
 
 impl<'m> Context<'m> {
@@ -99,6 +107,8 @@ impl<'m> Context<'m> {
         let max_ff = model.max_ff();
         let max_cols = hp.n_embd.max(max_ff).max(hp.n_head * hp.head_dim_v);
         let pool = ThreadPool::new(p.n_threads);
+        let (full, swa) = hp.ropes_for_context(p.n_ctx);
+        let ropes = Ropes { full, swa };
         let b = Buffers {
             x: vec![0.0; n * hp.n_embd],
             cur: vec![0.0; n * hp.n_embd],
@@ -137,6 +147,7 @@ impl<'m> Context<'m> {
             gelu: p.gelu,
             b,
             logits: Vec::new(),
+            ropes,
         })
     }
 
@@ -204,7 +215,7 @@ impl<'m> Context<'m> {
                 &mut self.kv,
                 &mut self.b,
                 &ub,
-                self.gelu,
+                (self.gelu, &self.ropes),
                 dst,
             )?;
             out_at += k;
@@ -220,7 +231,7 @@ fn forward(
     kv: &mut KvCache,
     b: &mut Buffers,
     ub: &Batch<'_>,
-    gelu: GeluImpl,
+    (gelu, ropes): (GeluImpl, &Ropes),
     logits: &mut [f32],
 ) -> Result<()> {
     let hp = &model.hp;
@@ -237,10 +248,12 @@ fn forward(
     let nr = hp.n_rot;
     let any_swa = hp.swa_layers.iter().any(|&s| s);
     for (t, &p) in ub.pos.iter().enumerate() {
-        hp.rope
+        ropes
+            .full
             .fill_cache(p as f32, &mut b.rope_full[t * nr..(t + 1) * nr]);
         if any_swa {
-            hp.rope_swa
+            ropes
+                .swa
                 .fill_cache(p as f32, &mut b.rope_swa[t * nr..(t + 1) * nr]);
         }
     }
@@ -250,7 +263,7 @@ fn forward(
     }
 
     for (il, w) in model.layers.iter().enumerate() {
-        layer(model, pool, kv, b, ub, il, w, gelu)?;
+        layer(model, pool, kv, b, ub, il, w, (gelu, ropes))?;
     }
 
     // Only rows that want logits go through the output head.
@@ -330,7 +343,7 @@ fn layer(
     ub: &Batch<'_>,
     il: usize,
     w: &LayerWeights,
-    gelu: GeluImpl,
+    (gelu, ropes): (GeluImpl, &Ropes),
 ) -> Result<()> {
     let hp = &model.hp;
     let n = ub.tokens.len();
@@ -386,9 +399,9 @@ fn layer(
     }
     let swa = hp.swa_layers[il];
     let (rope, rc) = if swa {
-        (&hp.rope_swa, &b.rope_swa)
+        (&ropes.swa, &b.rope_swa)
     } else {
-        (&hp.rope, &b.rope_full)
+        (&ropes.full, &b.rope_full)
     };
     let nr = hp.n_rot;
     for t in 0..n {

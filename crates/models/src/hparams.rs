@@ -114,6 +114,9 @@ pub struct HParams {
     pub rope: RopeParams,
     /// RoPE of sliding-window layers (Gemma 3's local base; otherwise equal to `rope`).
     pub rope_swa: RopeParams,
+    /// LongRoPE's long factors (`rope_factors_long.weight`), used instead of `rope`'s
+    /// (short) ones when a context is longer than the original training context.
+    pub rope_long_factors: Option<Vec<f32>>,
     /// Sliding-window size in tokens (0 = none).
     pub n_swa: usize,
     /// Per layer: does it use the sliding window?
@@ -175,9 +178,33 @@ fn bad(key: String, reason: impl Into<String>) -> ModelError {
     }
 }
 
+/// RoPE frequency-factor tensors a GGUF may carry (`n_rot / 2` values each).
+#[derive(Debug, Default)]
+pub(crate) struct RopeFactorTensors {
+    /// `rope_freqs.weight` (Llama 3 scaling).
+    pub freqs: Option<Vec<f32>>,
+    /// `rope_factors_long.weight` / `rope_factors_short.weight` (Phi-3 LongRoPE).
+    pub long: Option<Vec<f32>>,
+    pub short: Option<Vec<f32>>,
+}
+
 impl HParams {
-    /// Read every hyper-parameter; `freq_factors` is the `rope_freqs.weight` tensor if present.
-    pub(crate) fn load(f: &GgufFile, freq_factors: Option<Vec<f32>>) -> Result<HParams> {
+    /// The RoPE of full and sliding-window layers for a context of `n_ctx` cells: LongRoPE
+    /// models use their long factors when `n_ctx` exceeds the original training context, as
+    /// llama.cpp decides it (by context size, not by position).
+    pub fn ropes_for_context(&self, n_ctx: usize) -> (RopeParams, RopeParams) {
+        let (mut full, mut swa) = (self.rope.clone(), self.rope_swa.clone());
+        if let Some(long) = &self.rope_long_factors {
+            if n_ctx > self.rope.n_ctx_orig {
+                full.freq_factors = Some(long.clone());
+                swa.freq_factors = Some(long.clone());
+            }
+        }
+        (full, swa)
+    }
+
+    /// Read every hyper-parameter; `factors` holds the RoPE frequency-factor tensors present.
+    pub(crate) fn load(f: &GgufFile, factors: RopeFactorTensors) -> Result<HParams> {
         let arch_name: &str =
             f.get_opt(keys::general::ARCHITECTURE)?
                 .ok_or_else(|| ModelError::MissingKey {
@@ -282,26 +309,62 @@ impl HParams {
         let freq_scale = if factor == 0.0 { 1.0 } else { 1.0 / factor };
         let scaling: Option<&str> = m.opt(ak::ROPE_SCALING_TYPE)?;
         let ext_factor = match scaling {
-            None | Some("none") | Some("linear") => 0.0,
+            // LongRoPE (Phi-3): plain RoPE with per-dimension factors (the tensors below).
+            None | Some("none") | Some("linear") | Some("longrope") => 0.0,
             Some("yarn") => 1.0,
             Some(other) => {
                 return Err(bad(
                     m.key(ak::ROPE_SCALING_TYPE),
-                    format!("unsupported rope scaling {other:?} (none, linear, yarn)"),
+                    format!("unsupported rope scaling {other:?} (none, linear, yarn, longrope)"),
                 ))
             }
         };
-        let attn_factor: f32 = m.opt(ak::ROPE_SCALING_ATTN_FACTOR)?.unwrap_or(1.0);
+        // The magnitude factor as llama.cpp's context setup computes it (llama-context.cpp,
+        // commit 0c1e570): with YaRN, ggml's rope multiplies by 1 + 0.1·ln(factor) itself, so
+        // the factor passed is that cancelled, times the YaRN log-multiplier correction, times
+        // `rope.scaling.attn_factor` (Phi-3 LongRoPE's sqrt(1 + ln s / ln n_orig)).
+        let rope_attn_factor: f32 = m.opt(ak::ROPE_SCALING_ATTN_FACTOR)?.unwrap_or(1.0);
+        let attn_factor = if ext_factor != 0.0 {
+            let f = 1.0 / freq_scale;
+            let mscale = |m: f32| {
+                if f <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * m * f.ln() + 1.0
+                }
+            };
+            let log_mul: f32 = m.opt(ak::ROPE_SCALING_YARN_LOG_MUL)?.unwrap_or(0.0);
+            let yarn = if log_mul != 0.0 {
+                mscale(1.0) / mscale(log_mul)
+            } else {
+                mscale(1.0)
+            };
+            yarn / (1.0 + 0.1 * f.ln()) * rope_attn_factor
+        } else {
+            rope_attn_factor
+        };
         let n_ctx_orig: usize = m.opt(ak::ROPE_SCALING_ORIG_CTX_LEN)?.unwrap_or(n_ctx_train);
-        if let Some(ff) = &freq_factors {
-            if ff.len() != n_rot / 2 {
-                return Err(ModelError::TensorShape {
-                    name: "rope_freqs.weight".into(),
-                    expected: vec![n_rot / 2],
-                    got: vec![ff.len()],
-                });
+        for (name, ff) in [
+            ("rope_freqs.weight", &factors.freqs),
+            ("rope_factors_long.weight", &factors.long),
+            ("rope_factors_short.weight", &factors.short),
+        ] {
+            if let Some(ff) = ff {
+                if ff.len() != n_rot / 2 {
+                    return Err(ModelError::TensorShape {
+                        name: name.into(),
+                        expected: vec![n_rot / 2],
+                        got: vec![ff.len()],
+                    });
+                }
             }
         }
+        // As llama.cpp's get_rope_factors: `rope_freqs` wins; else LongRoPE's short factors,
+        // switched to the long ones by `ropes_for_context` when the context exceeds n_ctx_orig.
+        let (freq_factors, rope_long_factors) = match factors.freqs {
+            Some(ff) => (Some(ff), None),
+            None => (factors.short, factors.long),
+        };
         let rope = RopeParams {
             mode: arch.rope_mode(),
             n_rot,
@@ -407,6 +470,7 @@ impl HParams {
             causal,
             rope,
             rope_swa,
+            rope_long_factors,
             n_swa,
             swa_layers,
             attn_scale,

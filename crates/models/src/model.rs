@@ -93,11 +93,18 @@ impl Model {
 
     pub fn from_gguf(gguf: GgufModel) -> Result<Model> {
         let l = Loader { gguf: &gguf };
-        let freq_factors = match gguf.tensor_info("rope_freqs.weight") {
-            Some(t) => Some(l.vector("rope_freqs.weight", t.n_elements() as usize)?),
-            None => None,
+        let factor = |name: &str| -> Result<Option<Vec<f32>>> {
+            match gguf.tensor_info(name) {
+                Some(t) => Ok(Some(l.vector(name, t.n_elements() as usize)?)),
+                None => Ok(None),
+            }
         };
-        let hp = HParams::load(gguf.meta(), freq_factors)?;
+        let factors = crate::hparams::RopeFactorTensors {
+            freqs: factor("rope_freqs.weight")?,
+            long: factor("rope_factors_long.weight")?,
+            short: factor("rope_factors_short.weight")?,
+        };
+        let hp = HParams::load(gguf.meta(), factors)?;
         let n_embd = hp.n_embd;
         let n_vocab = match gguf.tensor_info("token_embd.weight") {
             Some(t) if t.dims.len() >= 2 => t.dims[1] as usize,

@@ -25,6 +25,9 @@ pub(crate) struct SpecialVocab {
     pub ids: Vec<(String, u32)>,
     pub add: Vec<(String, bool)>,
     pub chat_template: Option<ChatTemplate>,
+    /// tokenizer.json's normalizer flags (Lowercase / StripAccents / BertNormalizer).
+    pub normalizer_lowercase: Option<bool>,
+    pub normalizer_strip_accents: Option<bool>,
     types: Vec<String>,
     n_vocab: Option<usize>,
 }
@@ -66,6 +69,31 @@ impl SpecialVocab {
             sv.read_merges_txt(dir)?;
         }
         Ok(sv)
+    }
+
+    /// gguf-py's `_parse_normalizer`: a standalone Lowercase/StripAccents, a BertNormalizer's
+    /// attributes, or either nested in a Sequence.
+    fn parse_normalizer(&mut self, n: &Json) {
+        match n.get("type").and_then(Json::as_str) {
+            Some("Lowercase") => self.normalizer_lowercase = Some(true),
+            Some("StripAccents") => self.normalizer_strip_accents = Some(true),
+            Some("BertNormalizer") => {
+                if let Some(v) = n.get("lowercase") {
+                    self.normalizer_lowercase = v.as_bool();
+                }
+                if let Some(v) = n.get("strip_accents") {
+                    self.normalizer_strip_accents = v.as_bool();
+                }
+            }
+            Some("Sequence") => {
+                if let Some(Json::Array(list)) = n.get("normalizers") {
+                    for m in list {
+                        self.parse_normalizer(m);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     fn set_add(&mut self, typ: &str, v: bool) {
@@ -154,6 +182,9 @@ impl SpecialVocab {
                         }
                     }
                 }
+            }
+            if let Some(n) = t.get("normalizer") {
+                self.parse_normalizer(n);
             }
             if let Some(Json::Array(a)) = t.get("added_tokens") {
                 added_tokens = a.clone();
@@ -413,7 +444,7 @@ impl SpecialVocab {
                 "unk" => tk::UNK_ID,
                 "sep" => tk::SEP_ID,
                 "pad" => tk::PAD_ID,
-                "cls" => tk::CLS_ID,
+                // gguf-py's GGUFWriter has no add_cls_token_id: skipped, as it does.
                 "mask" => tk::MASK_ID,
                 "eot" => tk::EOT_ID,
                 "eom" => tk::EOM_ID,
@@ -447,6 +478,12 @@ impl SpecialVocab {
                     kv.strings("tokenizer.chat_templates", names);
                 }
             }
+        }
+        if let Some(v) = self.normalizer_lowercase {
+            kv.add(tk::NORMALIZER_LOWERCASE, v);
+        }
+        if let Some(v) = self.normalizer_strip_accents {
+            kv.add(tk::NORMALIZER_STRIP_ACCENTS, v);
         }
     }
 }
