@@ -3,10 +3,11 @@
 //!
 //! A group of `R` weight rows is first unpacked ("packed" below) into a type-independent form,
 //! per 64-element step: 64 unsigned quants (`u8`, the type's offset added), 16 f32 lane scales
-//! (one per group of 4 quants: the block/sub-block scale) and, for types with a min, 16 f32 lane
-//! mins. The kernel then computes, for each (row, column) pair and each step, `vpdpbusd` of the
+//! (one per group of 4 quants: the block/sub-block scale) and, for Q4_1/Q5_1, the blocks' `d, m`
+//! pairs. The kernel then computes, for each (row, column) pair and each step, `vpdpbusd` of the
 //! packed quants with the activation's i8 quants (minus `offset · Σy` per 4-group, shared by all
-//! rows), converts to f32 and accumulates `lane_scale · act_scale · s` (+ `lane_min · y_sum`).
+//! rows), converts to f32 and accumulates `lane_scale · act_scale · s`; the min term `m · s` per
+//! block goes to 8 lanes of its own, four blocks per masked fma ([`lmins`]).
 //! The K-quants instead follow `super::z512`'s row kernels (integer sub-block scales, one fma
 //! per superblock): every type's f32 arithmetic per (row, column) is exactly the 512-bit row
 //! kernels', so the tile and the row path give bit-identical results (batch invariance).
@@ -18,7 +19,7 @@
 //! bounds by the length checks of the public entry (whole blocks, `ncols` activation rows).
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
-use super::z512::{hsum128, hsum512};
+use super::z512::{h2x2, h4x2, hsum128, hsum256, hsum512};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -209,15 +210,17 @@ fn unpack_q6_k(b: &[u8], q: &mut [u8], sc: &mut [f32], _mn: &mut [f32]) {
 // ------------------------------------------------------------------ packing
 
 /// One packed group of rows: per step `s` and row `r`, quants at `q[(s·R + r)·64..]`, lane
-/// scales at `sc[(s·R + r)·16..]`, lane mins likewise.
+/// scales at `sc[(s·R + r)·16..]`.
 #[derive(Default)]
 struct Packed {
     q: Vec<u8>,
     sc: Vec<f32>,
-    mn: Vec<f32>,
     row_q: Vec<u8>,
     row_sc: Vec<f32>,
     row_mn: Vec<f32>,
+    /// Legacy types with a min: per group of four blocks and row, the `d, m` pairs of the four
+    /// blocks as f32 (zeros past the row's end), as `super::z512`'s `h4x2` reads them.
+    lm: Vec<f32>,
     /// K-quants: per step and row, the i16 sub-block scale of every i16 product lane.
     sw: Vec<i16>,
     /// K-quants: per superblock and row, `d`, `dmin` and the 8 six-bit mins (Q4_K/Q5_K) or the
@@ -251,12 +254,31 @@ fn pack_group(
     let steps = n / 64;
     grow(&mut p.q, steps * gr * 64);
     grow(&mut p.sc, steps * gr * 16);
-    grow(&mut p.mn, steps * gr * 16);
     grow(&mut p.row_q, n);
     grow(&mut p.row_sc, n / 4);
     grow(&mut p.row_mn, n / 4);
-    for (g, r) in rows.enumerate() {
+    let legacy_min = rc.min && rc.bs == 32;
+    let nb = n / rc.bs;
+    if legacy_min {
+        grow(&mut p.lm, nb.div_ceil(4) * gr * 8);
+    }
+    for (g, r) in rows.clone().enumerate() {
         let row = &w[r * rb..(r + 1) * rb];
+        if legacy_min {
+            for it in 0..nb.div_ceil(4) {
+                let lm = &mut p.lm[(it * gr + g) * 8..][..8];
+                for k in 0..4 {
+                    let b = 4 * it + k;
+                    let (d, m) = if b < nb {
+                        (f16(row, b * rc.wsz), f16(row, b * rc.wsz + 2))
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    lm[2 * k] = d;
+                    lm[2 * k + 1] = m;
+                }
+            }
+        }
         for (bi, blk) in row.chunks_exact(rc.wsz).enumerate() {
             let e = bi * rc.bs;
             (rc.unpack)(
@@ -270,9 +292,6 @@ fn pack_group(
             let at = s * gr + g;
             p.q[at * 64..at * 64 + 64].copy_from_slice(&p.row_q[s * 64..s * 64 + 64]);
             p.sc[at * 16..at * 16 + 16].copy_from_slice(&p.row_sc[s * 16..s * 16 + 16]);
-            if rc.min {
-                p.mn[at * 16..at * 16 + 16].copy_from_slice(&p.row_mn[s * 16..s * 16 + 16]);
-            }
         }
     }
 }
@@ -382,13 +401,12 @@ unsafe fn kernel<
 ) -> [[f32; R]; C] {
     let z = _mm512_setzero_si512();
     let offv = _mm512_set1_epi8(off as i8);
-    let (qp, scp, mnp) = (p.q.as_ptr(), p.sc.as_ptr(), p.mn.as_ptr());
+    let (qp, scp) = (p.q.as_ptr(), p.sc.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); C]; R];
     for s in 0..steps {
         let mut yv = [z; C];
         let mut dyv = [_mm512_setzero_ps(); C];
         let mut corr = [z; C];
-        let mut mv = [_mm512_setzero_ps(); C];
         for c in 0..C {
             if ACT == A80 {
                 let yb = y[c].add(s * 2 * 34);
@@ -398,9 +416,6 @@ unsafe fn kernel<
                 let yb = y[c].add(s * 2 * 36);
                 yv[c] = ld2(yb.add(4), yb.add(40));
                 dyv[c] = halves(f16_at(yb), f16_at(yb.add(36)));
-                if MIN {
-                    mv[c] = halves(f16_at(yb.add(2)), f16_at(yb.add(38)));
-                }
             }
             if OFF {
                 corr[c] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv[c]));
@@ -412,13 +427,8 @@ unsafe fn kernel<
             let sc = _mm512_loadu_ps(scp.add(at * 16));
             for c in 0..C {
                 let si = _mm512_dpbusd_epi32(corr[c], wq, yv[c]);
-                let a =
+                acc[r][c] =
                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(sc, dyv[c]), acc[r][c]);
-                acc[r][c] = if MIN {
-                    _mm512_fmadd_ps(_mm512_loadu_ps(mnp.add(at * 16)), mv[c], a)
-                } else {
-                    a
-                };
             }
         }
     }
@@ -426,6 +436,42 @@ unsafe fn kernel<
     for c in 0..C {
         for r in 0..R {
             out[c][r] = hsum512(acc[r][c]);
+        }
+    }
+    out
+}
+
+/// The Q4_1/Q5_1 min term of `R` packed rows × `C` columns (Q8_1 activations) as
+/// `super::z512`'s legacy rows accumulate it: per four blocks (two at an even-count tail) a
+/// masked fma of `d, m` × `dy, s` into the odd lanes (m·s) of 8 f32 lanes, summed last.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn lmins<const R: usize, const C: usize>(
+    nb: usize,
+    p: &Packed,
+    y: [*const u8; C],
+) -> [[f32; R]; C] {
+    let mut accm = [[_mm256_setzero_ps(); C]; R];
+    let mut i = 0;
+    while i + 2 <= nb {
+        let two = i + 4 <= nb;
+        let k = if two { 0xAA } else { 0x0A };
+        let it = i / 4;
+        for c in 0..C {
+            let yb = y[c].add(i * 36);
+            let yds = if two { h4x2(yb, 36) } else { h2x2(yb, 36) };
+            let yds = _mm512_castps512_ps256(yds);
+            for r in 0..R {
+                let xds = _mm256_loadu_ps(p.lm.as_ptr().add((it * R + r) * 8));
+                accm[r][c] = _mm256_mask3_fmadd_ps(xds, yds, accm[r][c], k);
+            }
+        }
+        i += if two { 4 } else { 2 };
+    }
+    let mut out = [[0f32; R]; C];
+    for c in 0..C {
+        for r in 0..R {
+            out[c][r] = hsum256(accm[r][c]);
         }
     }
     out
@@ -628,16 +674,31 @@ unsafe fn run_group<const R: usize, const ACT: u8, const MIN: bool, const OFF: b
     let ap = acts.as_ptr();
     let mut c = 0;
     while c + GC <= ncols {
-        let res =
-            kernel::<R, GC, ACT, MIN, OFF>(off, steps, p, [ap.add(c * arb), ap.add((c + 1) * arb)]);
+        let y = [ap.add(c * arb), ap.add((c + 1) * arb)];
+        let mut res = kernel::<R, GC, ACT, MIN, OFF>(off, steps, p, y);
+        if MIN {
+            let m = lmins::<R, GC>(2 * steps, p, y);
+            for k in 0..GC {
+                for r in 0..R {
+                    res[k][r] += m[k][r];
+                }
+            }
+        }
         for k in 0..GC {
             out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k]);
         }
         c += GC;
     }
     while c < ncols {
-        let res = kernel::<R, 1, ACT, MIN, OFF>(off, steps, p, [ap.add(c * arb)]);
-        out[c * out_stride + r0..][..R].copy_from_slice(&res[0]);
+        let y = [ap.add(c * arb)];
+        let [mut res] = kernel::<R, 1, ACT, MIN, OFF>(off, steps, p, y);
+        if MIN {
+            let [m] = lmins::<R, 1>(2 * steps, p, y);
+            for r in 0..R {
+                res[r] += m[r];
+            }
+        }
+        out[c * out_stride + r0..][..R].copy_from_slice(&res);
         c += 1;
     }
 }

@@ -88,8 +88,10 @@ pub(super) unsafe fn hsum128(v: __m128) -> f32 {
 // ------------------------------------------------------------------ legacy types (32-blocks)
 //
 // One accumulator per row, one fma per 64-element step (two blocks) and, for types with a
-// min, a second fma of the lane mins: the arithmetic of the GEMM tiles (`super::tile`), so a
-// row gives bit-identical results whichever path computes it (batch invariance).
+// min, one masked fma per four blocks of the m·s products (odd lanes of `d, m` × `dy, s`, an
+// 8-lane accumulator of its own, summed last): the arithmetic of the GEMM tiles
+// (`super::tile`), so a row gives bit-identical results whichever path computes it (batch
+// invariance).
 
 /// Horizontal sum of 16 lanes in one fixed order, shared with the GEMM tiles (the order of
 /// `_mm512_reduce_add_ps` is the compiler's business).
@@ -105,10 +107,21 @@ pub(super) unsafe fn hsum512(v: __m512) -> f32 {
     ))
 }
 
+/// Horizontal sum of 8 lanes in one fixed order, shared with the GEMM tiles (the legacy min
+/// terms).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn hsum256(v: __m256) -> f32 {
+    hsum128(_mm_add_ps(
+        _mm256_castps256_ps128(v),
+        _mm256_extractf128_ps(v, 1),
+    ))
+}
+
 /// The first four bytes of four blocks (`d` and the f16 after it) as f32: [d0, e0, .., d3, e3].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn h4x2(p: *const u8, s: usize) -> __m512 {
+pub(super) unsafe fn h4x2(p: *const u8, s: usize) -> __m512 {
     _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_setr_epi32(
         rd32(p),
         rd32(p.add(s)),
@@ -120,7 +133,7 @@ unsafe fn h4x2(p: *const u8, s: usize) -> __m512 {
 /// The first four bytes of two blocks (`d` and the f16 after it) as f32: [d0, e0, d1, e1].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn h2x2(p: *const u8, s: usize) -> __m512 {
+pub(super) unsafe fn h2x2(p: *const u8, s: usize) -> __m512 {
     _mm512_castps128_ps512(_mm_cvtph_ps(_mm_setr_epi32(rd32(p), rd32(p.add(s)), 0, 0)))
 }
 
@@ -133,15 +146,6 @@ unsafe fn qh2(p: *const u8, s: usize) -> u64 {
     a | b << 32
 }
 
-/// i8·i8 per 4-byte group: |x| (u8) · (y with x's sign).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot_i8(x: __m512i, y: __m512i) -> __m512i {
-    let z = _mm512_setzero_si512();
-    let sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), z, y);
-    _mm512_dpbusd_epi32(z, _mm512_abs_epi8(x), sy)
-}
-
 /// A legacy body for `R` rows over the first `nb` (even) blocks: `$wsz`/`$asz` block bytes,
 /// `$aq` offset of the activation quants, `$min` whether the type has a min; `$si` the exact
 /// i32 dot per 4-element group of the step at weight `$xb` with activation quants `$yv`.
@@ -151,6 +155,8 @@ macro_rules! legacy_body {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $name<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
             let mut acc = [_mm512_setzero_ps(); R];
+            // Min types: Σ m·s per block, in the odd lanes (`d, m` × `dy, s`).
+            let mut accm = [_mm256_setzero_ps(); R];
             let mut i = 0;
             while i + 2 <= nb {
                 // Two steps (four blocks) when there are, else the last single step.
@@ -163,7 +169,6 @@ macro_rules! legacy_body {
                 } else {
                     y0
                 };
-                let (mv0, mv1) = (bcast2(yds, 1, 3), bcast2(yds, 5, 7));
                 for r in 0..R {
                     let xb0 = x[r].add(i * $wsz);
                     pf(xb0.wrapping_add(PF));
@@ -178,26 +183,27 @@ macro_rules! legacy_body {
                     let $yv = y0;
                     let si: __m512i = $si;
                     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), bcast2(dd, 0, 2), acc[r]);
-                    if $min {
-                        let mn = _mm512_maskz_mov_ps(0x0101, bcast2(xds, 1, 3));
-                        acc[r] = _mm512_fmadd_ps(mn, mv0, acc[r]);
-                    }
                     if two {
                         let $xb = xb0.add(2 * $wsz);
                         let $yv = y1;
                         let si: __m512i = $si;
                         acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), bcast2(dd, 4, 6), acc[r]);
-                        if $min {
-                            let mn = _mm512_maskz_mov_ps(0x0101, bcast2(xds, 5, 7));
-                            acc[r] = _mm512_fmadd_ps(mn, mv1, acc[r]);
-                        }
+                    }
+                    if $min {
+                        let k = if two { 0xAA } else { 0x0A };
+                        let (x8, y8) = (_mm512_castps512_ps256(xds), _mm512_castps512_ps256(yds));
+                        accm[r] = _mm256_mask3_fmadd_ps(x8, y8, accm[r], k);
                     }
                 }
                 i += if two { 4 } else { 2 };
             }
             let mut out = [0f32; R];
             for r in 0..R {
-                out[r] = hsum512(acc[r]);
+                out[r] = if $min {
+                    hsum512(acc[r]) + hsum256(accm[r])
+                } else {
+                    hsum512(acc[r])
+                };
             }
             out
         }
@@ -232,7 +238,15 @@ legacy_body!(q5_1_n, 24, 36, 4, true, |xb, yv| {
     _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, yv)
 });
 legacy_body!(q8_0_n, 34, 34, 2, false, |xb, yv| {
-    dot_i8(ld2(xb.add(2), xb.add(36)), yv)
+    // (x + 128) as u8 · y − 128·Σy: the same exact i32 sums as a signed dot, two ops per row
+    // (the correction depends on the activation only and is shared by the rows).
+    let e128 = _mm512_set1_epi8(-128);
+    let c = _mm512_sub_epi32(
+        _mm512_setzero_si512(),
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), e128, yv),
+    );
+    let xq = _mm512_xor_si512(ld2(xb.add(2), xb.add(36)), e128);
+    _mm512_dpbusd_epi32(c, xq, yv)
 });
 
 /// Wrap an `R`-row body into a single-row and a 4-row entry: the 512-bit body takes the
