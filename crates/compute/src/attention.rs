@@ -88,8 +88,12 @@ pub fn attention(
     let es = elt_size(kv.ty);
     let k_kern = kernels(kv.ty)?;
     let (dot, to_ty) = (
-        // Resolved once: the same kernel `vec_dot` dispatches to, without per-call dispatch.
-        ferrite_quants::simd::best_dot_fn(kv.ty),
+        // F16: ggml's `ggml_vec_dot_f16` summation order (see `dot_f16_ggml`); F32: the same
+        // kernel `vec_dot` dispatches to, resolved once.
+        match kv.ty {
+            GgmlType::F16 => dot_f16_ggml_fn(),
+            ty => ferrite_quants::simd::best_dot_fn(ty),
+        },
         k_kern.quantize_row.expect("f16/f32 convert"),
     );
     let group = p.n_head / p.n_head_kv;
@@ -159,7 +163,9 @@ pub fn attention(
                             .for_each(|(a, b)| *a = b.mul_add(vs, *a));
                     }
                 }
-                sum = sum * ms + vs;
+                // One rounding, as ggml's `S = S*ms + vs` compiles (GCC contracts it to an FMA
+                // under its default -ffp-contract=fast).
+                sum = sum.mul_add(ms, vs);
             }
             if kv.ty == GgmlType::F16 {
                 crate::f16ops::to_f32(acc16, o);
@@ -169,6 +175,102 @@ pub fn attention(
         }
     });
     Ok(())
+}
+
+/// `k · q` over `n` f16 pairs in the order of ggml's `ggml_vec_dot_f16` on an AVX-512 build
+/// (the kernel llama.cpp's CPU flash attention uses for `q·k` with an F16 cache): 64 elements
+/// per step into four 16-lane f32 FMA accumulators, reduced `(a0 + a2) + (a1 + a3)`, then the
+/// lanes as `_mm512_reduce_add_ps` (256-bit halves, 128-bit halves, `(l0 + l2) + (l1 + l3)`),
+/// widened to f64; the `n % 64` tail is added in f64 one product at a time. Products of two
+/// halves are exact in f32. A different pairing moves `q·k` by an ulp, which the f16 V
+/// accumulator turns into ~1e-4 relative differences of the attention output.
+pub fn dot_f16_ggml(n: usize, k: &[u8], q: &[u8]) -> f32 {
+    let h = |b: &[u8], i: usize| {
+        half::f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f32()
+    };
+    let np = n & !63;
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (l, al) in a.iter_mut().enumerate() {
+                let e = i + 16 * j + l;
+                *al = h(k, e).mul_add(h(q, e), *al);
+            }
+        }
+    }
+    let mut sum = if np > 0 {
+        let mut v = [0f32; 16];
+        for l in 0..16 {
+            v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+        }
+        let mut t = [0f32; 8];
+        for l in 0..8 {
+            t[l] = v[l] + v[l + 8];
+        }
+        let mut u = [0f32; 4];
+        for l in 0..4 {
+            u[l] = t[l] + t[l + 4];
+        }
+        ((u[0] + u[2]) + (u[1] + u[3])) as f64
+    } else {
+        0.0
+    };
+    for e in np..n {
+        sum += (h(k, e) * h(q, e)) as f64;
+    }
+    sum as f32
+}
+
+/// The fastest implementation of [`dot_f16_ggml`] on this CPU (bit-identical).
+fn dot_f16_ggml_fn() -> fn(usize, &[u8], &[u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::env::var_os("FERRITE_NO_SIMD").is_none() && is_x86_feature_detected!("avx512f") {
+        // SAFETY: avx512f checked.
+        return |n, k, q| unsafe { x86::dot_f16_ggml(n, k, q) };
+    }
+    dot_f16_ggml
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::dot_f16_ggml`] with AVX-512F (same operations, same order).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_f16_ggml(n: usize, k: &[u8], q: &[u8]) -> f32 {
+        assert!(k.len() >= 2 * n && q.len() >= 2 * n);
+        let np = n & !63;
+        let (kp, qp) = (k.as_ptr(), q.as_ptr());
+        let mut a = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i < np {
+            for (j, aj) in a.iter_mut().enumerate() {
+                let o = 2 * (i + 16 * j);
+                let x = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(o) as *const __m256i));
+                let y = _mm512_cvtph_ps(_mm256_loadu_si256(qp.add(o) as *const __m256i));
+                *aj = _mm512_fmadd_ps(x, y, *aj);
+            }
+            i += 64;
+        }
+        let mut sum = if np > 0 {
+            let v = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+            let lo = _mm512_castps512_ps256(v);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+            let t = _mm256_add_ps(lo, hi);
+            let u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+            let w = _mm_add_ps(u, _mm_movehl_ps(u, u));
+            _mm_cvtss_f32(_mm_add_ss(w, _mm_movehdup_ps(w))) as f64
+        } else {
+            0.0
+        };
+        let h = |b: &[u8], e: usize| {
+            half::f16::from_bits(u16::from_le_bytes([b[2 * e], b[2 * e + 1]])).to_f32()
+        };
+        for e in np..n {
+            sum += (h(k, e) * h(q, e)) as f64;
+        }
+        sum as f32
+    }
 }
 
 fn check_shapes(
@@ -276,6 +378,35 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// The AVX-512 `dot_f16_ggml` equals the scalar emulation bit for bit (head sizes with
+    /// and without a 64-element tail), and both are within f32 rounding of an f64 dot.
+    #[test]
+    fn dot_f16_ggml_fast_matches_scalar() {
+        let mut seed = 11u64;
+        for n in [16, 40, 64, 80, 128, 200, 256] {
+            for _ in 0..50 {
+                let mk = |seed: &mut u64| -> Vec<u8> {
+                    (0..n)
+                        .flat_map(|_| half::f16::from_f32(lcg(seed) * 8.0).to_bits().to_le_bytes())
+                        .collect()
+                };
+                let (k, q) = (mk(&mut seed), mk(&mut seed));
+                let want = dot_f16_ggml(n, &k, &q);
+                assert_eq!(
+                    dot_f16_ggml_fn()(n, &k, &q).to_bits(),
+                    want.to_bits(),
+                    "n {n}"
+                );
+                let h = |b: &[u8], i: usize| {
+                    half::f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f64()
+                };
+                let exact: f64 = (0..n).map(|i| h(&k, i) * h(&q, i)).sum();
+                let mag: f64 = (0..n).map(|i| (h(&k, i) * h(&q, i)).abs()).sum();
+                assert!((want as f64 - exact).abs() <= 1e-6 * mag + 1e-30, "n {n}");
+            }
+        }
     }
 
     /// Oracle: `attention_ref` (f64). Tolerance: 1e-5 for an f32 cache; 5e-3 for f16 (query

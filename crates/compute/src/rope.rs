@@ -91,6 +91,8 @@ impl RopeParams {
     }
 
     /// Rotate `n_head` heads of `head_dim` (contiguous in `x`) with a cache from [`fill_cache`].
+    /// The first product of each rotated value is fused, as GCC compiles ggml's
+    /// `x0*cos - x1*sin` / `x0*sin + x1*cos` (FMA contraction): bit-identical to llama.cpp's.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, cache: &[f32]) {
         let n = self.n_rot;
         for head in x.chunks_exact_mut(head_dim) {
@@ -99,8 +101,8 @@ impl RopeParams {
                     for i0 in (0..n).step_by(2) {
                         let (c, s) = (cache[i0], cache[i0 + 1]);
                         let (x0, x1) = (head[i0], head[i0 + 1]);
-                        head[i0] = x0 * c - x1 * s;
-                        head[i0 + 1] = x0 * s + x1 * c;
+                        head[i0] = x0.mul_add(c, -(x1 * s));
+                        head[i0 + 1] = x0.mul_add(s, x1 * c);
                     }
                 }
                 RopeMode::Neox => {
@@ -109,8 +111,8 @@ impl RopeParams {
                         let (c, s) = (cache[i0], cache[i0 + 1]);
                         let (a, b) = (i0 / 2, i0 / 2 + half);
                         let (x0, x1) = (head[a], head[b]);
-                        head[a] = x0 * c - x1 * s;
-                        head[b] = x0 * s + x1 * c;
+                        head[a] = x0.mul_add(c, -(x1 * s));
+                        head[b] = x0.mul_add(s, x1 * c);
                     }
                 }
             }

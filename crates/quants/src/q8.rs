@@ -277,11 +277,56 @@ pub(crate) fn quantize_bytes_q8_k_ref(x: &[f32], y: &mut [u8]) {
     }
 }
 
-/// Fastest Q8_0 activation quantizer on this CPU; byte-identical to the reference.
+/// One Q8_0/Q8_1 activation block as llama.cpp's CPU backend quantizes matmul inputs on x86
+/// (`quantize_row_q8_0`/`quantize_row_q8_1` in ggml-cpu/arch/x86/quants.c, AVX/AVX2):
+/// `d = amax / 127`, but the multiplier is `127 / amax` (not `1 / d`) and rounding is to
+/// nearest-even (`_mm256_round_ps`), where the `_ref` quantizers (weights) use `1 / d` and
+/// `roundf`. The two disagree on a few values per thousand-odd, each flip moving a Q4_1 dot by
+/// up to `d_w · d_x` plus `m_w · d_x` through the sum: not noise, so the matmul inputs follow
+/// the x86 kernel. `s = fp16(d · Σq)` as there. Returns `(d, s, qs)`.
+#[inline]
+fn quantize_act_block(x: &[f32]) -> (f16, f16, [i8; QK8_0]) {
+    let x = &x[..QK8_0];
+    let mut amax = 0.0f32;
+    for &v in x {
+        amax = amax.max(v.abs());
+    }
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut qs = [0i8; QK8_0];
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v * id).round_ties_even() as i8;
+        sum += *q as i32;
+    }
+    (f16::from_f32(d), f16::from_f32(d * sum as f32), qs)
+}
+
+/// Scalar twin of the Q8_0 activation quantizer ([`quantize_act_block`] semantics).
+pub(crate) fn quantize_bytes_q8_0_act_ref(x: &[f32], y: &mut [u8]) {
+    for (xs, ys) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(34)) {
+        let (d, _, qs) = quantize_act_block(xs);
+        let b = BlockQ8_0 { d, qs };
+        ys.copy_from_slice(as_bytes(std::slice::from_ref(&b)));
+    }
+}
+
+/// Scalar twin of the Q8_1 activation quantizer ([`quantize_act_block`] semantics).
+pub(crate) fn quantize_bytes_q8_1_act_ref(x: &[f32], y: &mut [u8]) {
+    for (xs, ys) in x.chunks_exact(QK8_0).zip(y.chunks_exact_mut(36)) {
+        let (d, s, qs) = quantize_act_block(xs);
+        let b = BlockQ8_1 { d, s, qs };
+        ys.copy_from_slice(as_bytes(std::slice::from_ref(&b)));
+    }
+}
+
+/// Fastest Q8_0 activation quantizer on this CPU; byte-identical to
+/// `quantize_bytes_q8_0_act_ref` (llama.cpp's x86 `quantize_row_q8_0`).
 pub fn quantize_bytes_q8_0(x: &[f32], y: &mut [u8]) {
     crate::simd::quantize_q8_0(x, y)
 }
-/// Fastest Q8_1 activation quantizer on this CPU; byte-identical to the reference.
+/// Fastest Q8_1 activation quantizer on this CPU; byte-identical to
+/// `quantize_bytes_q8_1_act_ref` (llama.cpp's x86 `quantize_row_q8_1`).
 pub fn quantize_bytes_q8_1(x: &[f32], y: &mut [u8]) {
     crate::simd::quantize_q8_1(x, y)
 }

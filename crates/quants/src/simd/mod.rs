@@ -252,8 +252,8 @@ pub fn quantize_fn_at(level: Level, ty: GgmlType) -> Option<QuantFn> {
         return None;
     }
     match (level, ty) {
-        (Level::Scalar, GgmlType::Q8_0) => Some(crate::q8::quantize_bytes_q8_0_ref),
-        (Level::Scalar, GgmlType::Q8_1) => Some(crate::q8::quantize_bytes_q8_1_ref),
+        (Level::Scalar, GgmlType::Q8_0) => Some(crate::q8::quantize_bytes_q8_0_act_ref),
+        (Level::Scalar, GgmlType::Q8_1) => Some(crate::q8::quantize_bytes_q8_1_act_ref),
         (Level::Scalar, GgmlType::Q8_K) => Some(crate::q8::quantize_bytes_q8_k_ref),
         #[cfg(target_arch = "x86_64")]
         (Level::Avx2 | Level::Avx512, _) => x86::quant_avx2(ty),

@@ -826,19 +826,6 @@ pub(super) fn rows4_avx512(ty: GgmlType) -> Option<Rows4Fn> {
 
 // ------------------------------------------------------------------------------- q8 quantizers
 
-/// C `roundf` (half away from zero) on 8 lanes, exactly: t = trunc(v); +-1 when |v - t| >= 0.5.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn round_away(v: __m256) -> __m256 {
-    let t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    let frac = _mm256_sub_ps(v, t);
-    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
-    let absf = _mm256_andnot_ps(_mm256_set1_ps(-0.0), frac);
-    let ge = _mm256_cmp_ps(absf, _mm256_set1_ps(0.5), _CMP_GE_OQ);
-    let one = _mm256_or_ps(_mm256_set1_ps(1.0), sign);
-    _mm256_add_ps(t, _mm256_and_ps(ge, one))
-}
-
 /// 32 f32 -> 32 i8 (values already integral and in range), lane order preserved.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -875,12 +862,16 @@ unsafe fn quant_q8_01(x: &[f32], y: &mut [u8], with_sum: bool) {
     for i in 0..nb {
         let xp = x.as_ptr().add(32 * i);
         let amax = block_amax(xp);
+        // As ggml's x86 quantize_row_q8_0/q8_1: multiplier 127/amax, round to nearest even.
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let idv = _mm256_set1_ps(id);
         let mut v = [_mm256_setzero_ps(); 4];
         for k in 0..4 {
-            v[k] = round_away(_mm256_mul_ps(_mm256_loadu_ps(xp.add(8 * k)), idv));
+            v[k] = _mm256_round_ps(
+                _mm256_mul_ps(_mm256_loadu_ps(xp.add(8 * k)), idv),
+                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+            );
         }
         let q = pack32(v);
         let yb = &mut y[i * bsz..(i + 1) * bsz];
