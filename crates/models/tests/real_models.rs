@@ -78,7 +78,8 @@ fn teacher_forced(m: M, file: &str) {
 
 /// Free-running greedy decoding equals llama.cpp's `generated_ids` token for token up to its
 /// first near-tie (after which either continuation is legitimate); reports the full agreement.
-fn free_running(m: M) {
+/// With `all`, every generated token must be equal, near-ties included.
+fn free_running(m: M, all: bool) {
     let model = Model::open(m.path()).unwrap();
     let mut ctx = ctx(&model, 512, GgmlType::F16, 2);
     for r in records(m, "greedy_server_completion.json") {
@@ -94,19 +95,30 @@ fn free_running(m: M) {
         let equal = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         eprintln!("{m:?}/{name}: {equal}/{} tokens equal to llama.cpp (first near-tie at step {first_tie})", want.len());
         assert!(equal >= first_tie, "{m:?}/{name}: diverged at step {equal} before the first near-tie {first_tie}\n ours {got:?}\n llama.cpp {want:?}");
+        if all {
+            assert_eq!(
+                got,
+                want,
+                "{m:?}/{name}: {equal}/{} tokens equal",
+                want.len()
+            );
+        }
     }
 }
 
 #[test]
 fn smollm2_matches_llamacpp() {
     teacher_forced(M::SmolLM2, "greedy_server_completion.json");
-    free_running(M::SmolLM2);
+    free_running(M::SmolLM2, false);
 }
 
 #[test]
 fn qwen25_coder_matches_llamacpp() {
     teacher_forced(M::Qwen25Coder, "greedy_server_completion.json");
-    free_running(M::Qwen25Coder);
+    // Since activations are quantized and attention is summed as llama.cpp's x86 build does
+    // (examples/layer_diff.rs: every non-matmul op bit-equal), Qwen's greedy text is llama.cpp's
+    // over every step, near-ties included.
+    free_running(M::Qwen25Coder, true);
 }
 
 /// Gemma 3: also against the `-ctxcp 0` run (the llamacpp README: llama-server's default run
@@ -115,5 +127,5 @@ fn qwen25_coder_matches_llamacpp() {
 fn gemma3_matches_llamacpp() {
     teacher_forced(M::Gemma3, "greedy_server_completion.json");
     teacher_forced(M::Gemma3, "greedy_server_completion_ctxcp0.json");
-    free_running(M::Gemma3);
+    free_running(M::Gemma3, false);
 }
