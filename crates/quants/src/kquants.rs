@@ -118,8 +118,11 @@ pub(crate) fn make_qx_quants(
         rmse_type = -rmse_type;
         return_early = true;
     }
-    let weight = |i: usize| -> f32 {
-        match qw {
+    // Weights resolved once (same values as evaluating per element). Callers pass n ≤ 32.
+    assert!(n <= 32, "make_qx_quants: n = {n} > 32");
+    let mut wbuf = [0f32; 32];
+    for (i, wb) in wbuf[..n].iter_mut().enumerate() {
+        *wb = match qw {
             Some(q) => q[i],
             None => match rmse_type {
                 1 => x[i] * x[i],
@@ -127,8 +130,11 @@ pub(crate) fn make_qx_quants(
                 3 => x[i].abs(),
                 _ => x[i].abs().sqrt(),
             },
-        }
-    };
+        };
+    }
+    let wv = &wbuf[..n];
+    let weight = |i: usize| -> f32 { wv[i] };
+    let l_out = &mut l_out[..n];
     let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
     for i in 0..n {
         let l = nearest_int(iscale * x[i]).min(nmax - 1).max(-nmax);
@@ -251,14 +257,22 @@ fn make_qkx_quants(
     use_mad: bool,
     v3: bool,
 ) -> (f32, f32) {
+    // Weights resolved once into a fixed buffer (same values; the search loops below then
+    // run without per-element branches or bounds checks). Callers pass n ≤ 32.
+    assert!(n <= 32, "make_qkx_quants: n = {n} > 32");
     let x = &x[..n];
-    let wt = |i: usize| -> f32 {
-        match weights {
+    let mut wbuf = [0f32; 32];
+    for (i, wb) in wbuf[..n].iter_mut().enumerate() {
+        *wb = match weights {
             Some(w) => w[i],
             None => x[i] * x[i],
-        }
-    };
-    let mut laux = [0u8; 32];
+        };
+    }
+    let wv = &wbuf[..n];
+    let wt = |i: usize| -> f32 { wv[i] };
+    let mut laux_buf = [0u8; 32];
+    let laux = &mut laux_buf[..n];
+    let l_out = &mut l_out[..n];
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = wt(0);
@@ -278,7 +292,7 @@ fn make_qkx_quants(
         min = 0.0;
     }
     if (v3 && max <= min) || (!v3 && max == min) {
-        l_out[..n].fill(0);
+        l_out.fill(0);
         return (0.0, -min);
     }
     let mut iscale = nmax as f32 / (max - min);
@@ -330,7 +344,7 @@ fn make_qkx_quants(
                 cur_error += wt(i) * diff;
             }
             if cur_error < best_error {
-                l_out[..n].copy_from_slice(&laux[..n]);
+                l_out.copy_from_slice(laux);
                 best_error = cur_error;
                 scale = this_scale;
                 min = this_min;
