@@ -94,19 +94,6 @@ pub(crate) fn q8k_block(act: &[u8], i: usize) -> (f32, &[u8], &[u8]) {
     (f32_at(b, 0), &b[4..260], &b[260..292])
 }
 
-/// Whether this CPU runs the AVX2 kernels (detected once, then cached).
-pub(crate) fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// ggml `MAX(a, b)` = `a > b ? a : b` (NaN handling as in C).
 #[inline(always)]
 pub(crate) fn cmax(a: f32, b: f32) -> f32 {

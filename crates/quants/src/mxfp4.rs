@@ -8,7 +8,7 @@
 // The kernels are line-by-line ports of ggml's C loops; index loops keep them auditable.
 #![allow(clippy::needless_range_loop)]
 
-use crate::iquants::{f16_at, has_avx2, Q8_0_BYTES};
+use crate::iquants::{f16_at, Q8_0_BYTES};
 use crate::{GgmlType, TypeKernels};
 use std::mem::size_of;
 
@@ -116,15 +116,20 @@ pub(crate) fn vec_dot_mxfp4_q8_0_ref(n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+/// MXFP4 dot at the best SIMD level (`crate::simd` dispatch), else the scalar twin.
 pub(crate) fn vec_dot_mxfp4_q8_0(n: usize, w: &[u8], act: &[u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2() {
-            // SAFETY: AVX2 support was checked at run time.
-            return unsafe { avx2::vec_dot_mxfp4_q8_0(n, w, act) };
-        }
-    }
-    vec_dot_mxfp4_q8_0_ref(n, w, act)
+    crate::simd::vec_dot(GgmlType::MXFP4, n, w, act)
+}
+
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where this file has one.
+/// Reached only through `crate::simd::dot_fn_at`, which checks the CPU first.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn dot_avx2(ty: GgmlType) -> Option<crate::VecDotFn> {
+    // SAFETY: only reachable after the caller checked AVX2 support.
+    Some(match ty {
+        GgmlType::MXFP4 => |n, w, a| unsafe { avx2::vec_dot_mxfp4_q8_0(n, w, a) },
+        _ => return None,
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -9,7 +9,7 @@
 // The kernels are line-by-line ports of ggml's C loops; index loops keep them auditable.
 #![allow(clippy::needless_range_loop)]
 
-use crate::iquants::{f16_at, f32_at, fp16_bits, has_avx2, Q8K_BYTES, QK_K};
+use crate::iquants::{f16_at, f32_at, fp16_bits, Q8K_BYTES, QK_K};
 use crate::{GgmlType, TypeKernels};
 use half::f16;
 use std::mem::size_of;
@@ -213,15 +213,21 @@ pub(crate) fn vec_dot_tq2_0_q8_k_ref(n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+/// TQ2_0 dot at the best SIMD level (`crate::simd` dispatch), else the scalar twin.
 pub(crate) fn vec_dot_tq2_0_q8_k(n: usize, w: &[u8], act: &[u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2() {
-            // SAFETY: AVX2 support was checked at run time.
-            return unsafe { avx2::vec_dot_tq2_0_q8_k(n, w, act) };
-        }
-    }
-    vec_dot_tq2_0_q8_k_ref(n, w, act)
+    crate::simd::vec_dot(GgmlType::TQ2_0, n, w, act)
+}
+
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where this file has one (TQ1_0's
+/// is in iquants/lowbit_x86.rs). Reached only through `crate::simd::dot_fn_at`, which checks
+/// the CPU first.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn dot_avx2(ty: GgmlType) -> Option<crate::VecDotFn> {
+    // SAFETY: only reachable after the caller checked AVX2 support.
+    Some(match ty {
+        GgmlType::TQ2_0 => |n, w, a| unsafe { avx2::vec_dot_tq2_0_q8_k(n, w, a) },
+        _ => return None,
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

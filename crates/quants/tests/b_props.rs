@@ -8,7 +8,9 @@
 //! which shows up at the size of whole terms. Inputs: random block bytes with finite random
 //! scales, odd block counts (1, 3, 5, 7), and blocks zeroed at random; activations are random
 //! floats quantized with the crate's Q8_0 / Q8_K quantizers (so Q8_K `bsums` are consistent).
+//! The SIMD checks run both the dispatched `vec_dot` and each level forced with `dot_fn_at`.
 
+use ferrite_quants::simd::{available_levels, dot_fn_at, Level};
 use ferrite_quants::{kernels, GgmlType};
 use half::f16;
 use proptest::prelude::*;
@@ -82,6 +84,17 @@ fn check_simd_vs_ref(
         (got - want).abs() <= tol,
         "{ty}, {nb} blocks: simd {got} vs ref {want} (tol {tol:e})"
     );
+    // Every level this CPU has, forced through `dot_fn_at` (so the AVX2 kernels are checked
+    // even under FERRITE_NO_SIMD, where the dispatched `vec_dot` is the scalar twin).
+    for lvl in available_levels() {
+        let f = dot_fn_at(lvl, ty).unwrap_or_else(|| panic!("{ty}: no {lvl:?} kernel"));
+        let got = f(n, &w, &act) as f64;
+        assert!(got.is_finite(), "{ty} {lvl:?}: non-finite {got}");
+        assert!(
+            (got - want).abs() <= tol,
+            "{ty} {lvl:?}, {nb} blocks: {got} vs ref {want} (tol {tol:e})"
+        );
+    }
 }
 
 fn strategy(
@@ -175,5 +188,74 @@ fn zero_blocks_dot_to_zero() {
             assert_eq!((k.vec_dot)(n, &w, &a), 0.0, "{ty}");
             assert_eq!((k.vec_dot_ref)(n, &w, &a), 0.0, "{ty}");
         }
+    }
+}
+
+/// Types whose AVX2 dot kernels live in their family files (iq4.rs, iq_x86.rs, mxfp4.rs,
+/// ternary.rs) and are routed through `crate::simd` like every other type.
+const FAMILY_SIMD: [GgmlType; 6] = [
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::TQ2_0,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ3_XXS,
+];
+
+/// `dot_fn_at(Level::Scalar)` is exactly the scalar reference (oracle: the kernel table).
+#[test]
+fn scalar_level_is_reference() {
+    for ty in FAMILY_SIMD {
+        let r = kernels(ty).unwrap().vec_dot_ref;
+        let f = dot_fn_at(Level::Scalar, ty).unwrap();
+        assert_eq!(
+            f as usize, r as usize,
+            "{ty}: scalar level is not vec_dot_ref"
+        );
+    }
+}
+
+/// On an AVX2 machine each of these types has an AVX2 (and, where the CPU has it, AVX-512
+/// level) kernel distinct from the reference, so the properties above exercise SIMD code.
+#[test]
+fn family_simd_kernels_present() {
+    if !(cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx2")) {
+        return;
+    }
+    assert!(available_levels().contains(&Level::Avx2));
+    for ty in FAMILY_SIMD {
+        let r = kernels(ty).unwrap().vec_dot_ref as usize;
+        for lvl in available_levels() {
+            if lvl == Level::Scalar {
+                continue;
+            }
+            let f = dot_fn_at(lvl, ty).unwrap_or_else(|| panic!("{ty} lacks a {lvl:?} kernel"));
+            assert_ne!(f as usize, r, "{ty} {lvl:?} is the scalar reference");
+        }
+    }
+}
+
+/// `FERRITE_NO_SIMD` forces the dispatched `vec_dot` onto the scalar reference: bit-identical
+/// results (oracle: `vec_dot_ref`).
+#[test]
+fn no_simd_env_gives_reference() {
+    if std::env::var_os("FERRITE_NO_SIMD").is_none() {
+        return;
+    }
+    for ty in FAMILY_SIMD {
+        let k = kernels(ty).unwrap();
+        let n = 3 * ty.block_size();
+        let w: Vec<u8> = (0..ferrite_quants::row_bytes(ty, n).unwrap())
+            .map(|i| (i as u32).wrapping_mul(2654435761) as u8 >> 1)
+            .collect();
+        let w = make_blocks(ty, &w, &[0.5, -1.25, 2.0], &[false; 3]);
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let mut a = vec![0u8; ferrite_quants::row_bytes(k.vec_dot_type, n).unwrap()];
+        ferrite_quants::quantize_row(k.vec_dot_type, &x, &mut a).unwrap();
+        let got = ferrite_quants::vec_dot(ty, n, &w, &a).unwrap();
+        let want = (k.vec_dot_ref)(n, &w, &a);
+        assert_eq!(got.to_bits(), want.to_bits(), "{ty}: {got} vs {want}");
     }
 }

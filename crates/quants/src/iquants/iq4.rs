@@ -4,6 +4,7 @@
 use super::{
     f16_at, fp16_bits, nearest_int, q8k_block, u16_at, KVALUES_IQ4NL, Q8K_BYTES, Q8_0_BYTES, QK_K,
 };
+use crate::GgmlType;
 use half::f16;
 use std::mem::size_of;
 
@@ -325,26 +326,26 @@ pub(crate) fn vec_dot_iq4_xs_q8_k_ref(n: usize, w: &[u8], act: &[u8]) -> f32 {
     sumf
 }
 
+/// IQ4_NL dot at the best SIMD level (`crate::simd` dispatch), else the scalar twin.
 pub(crate) fn vec_dot_iq4_nl_q8_0(n: usize, w: &[u8], act: &[u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::has_avx2() {
-            // SAFETY: AVX2 support was checked at run time.
-            return unsafe { avx2::vec_dot_iq4_nl_q8_0(n, w, act) };
-        }
-    }
-    vec_dot_iq4_nl_q8_0_ref(n, w, act)
+    crate::simd::vec_dot(GgmlType::IQ4_NL, n, w, act)
 }
 
+/// IQ4_XS dot at the best SIMD level (`crate::simd` dispatch), else the scalar twin.
 pub(crate) fn vec_dot_iq4_xs_q8_k(n: usize, w: &[u8], act: &[u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::has_avx2() {
-            // SAFETY: AVX2 support was checked at run time.
-            return unsafe { avx2::vec_dot_iq4_xs_q8_k(n, w, act) };
-        }
-    }
-    vec_dot_iq4_xs_q8_k_ref(n, w, act)
+    crate::simd::vec_dot(GgmlType::IQ4_XS, n, w, act)
+}
+
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where this file has one.
+/// Reached only through `crate::simd::dot_fn_at`, which checks the CPU first.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn dot_avx2(ty: GgmlType) -> Option<crate::VecDotFn> {
+    // SAFETY (both closures): only reachable after the caller checked AVX2 support.
+    Some(match ty {
+        GgmlType::IQ4_NL => |n, w, a| unsafe { avx2::vec_dot_iq4_nl_q8_0(n, w, a) },
+        GgmlType::IQ4_XS => |n, w, a| unsafe { avx2::vec_dot_iq4_xs_q8_k(n, w, a) },
+        _ => return None,
+    })
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -131,14 +131,14 @@ unsafe fn iq3_xxs(n: usize, w: &[u8], a: &[u8]) -> f32 {
     0.25 * sumf
 }
 
-/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where one exists (the other
-/// low-bit types are in lowbit_x86.rs).
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where one exists (IQ4_NL/IQ4_XS
+/// are in iq4.rs, the other low-bit types in lowbit_x86.rs).
 pub(crate) fn dot(ty: GgmlType) -> Option<crate::VecDotFn> {
     // SAFETY (all closures): only reachable after the caller checked AVX2 support.
     Some(match ty {
         GgmlType::IQ2_XXS => |n, w, a| unsafe { iq2_xxs(n, w, a) },
         GgmlType::IQ3_XXS => |n, w, a| unsafe { iq3_xxs(n, w, a) },
-        _ => return super::lowbit_x86::dot(ty),
+        _ => return super::iq4::dot_avx2(ty).or_else(|| super::lowbit_x86::dot(ty)),
     })
 }
 

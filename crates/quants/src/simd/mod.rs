@@ -102,12 +102,21 @@ pub fn dot_fn_at(level: Level, ty: GgmlType) -> Option<DotFn> {
     match level {
         Level::Scalar => crate::kernels(ty).ok().map(|k| k.vec_dot_ref),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => x86::dot_avx2(ty).or_else(|| crate::iquants::iq_x86::dot(ty)),
+        Level::Avx2 => x86::dot_avx2(ty).or_else(|| family_avx2(ty)),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => x86::dot_avx512(ty).or_else(|| crate::iquants::iq_x86::dot(ty)),
+        Level::Avx512 => x86::dot_avx512(ty).or_else(|| family_avx2(ty)),
         #[cfg(not(target_arch = "x86_64"))]
         _ => None,
     }
+}
+
+/// AVX2 dot kernels kept in the family modules (also run at the AVX-512 level): the IQ types
+/// (iquants), MXFP4 and TQ2_0.
+#[cfg(target_arch = "x86_64")]
+fn family_avx2(ty: GgmlType) -> Option<DotFn> {
+    crate::iquants::iq_x86::dot(ty)
+        .or_else(|| crate::mxfp4::dot_avx2(ty))
+        .or_else(|| crate::ternary::dot_avx2(ty))
 }
 
 /// Run `ty`'s dot kernel at `level` (None when unavailable). Lengths are the caller's duty, as
