@@ -349,6 +349,143 @@ fn pack_group_k(
     }
 }
 
+/// [`pack_group_k`] for Q4_K (`Q6 = false`) and Q6_K, vectorized: the same packed quants,
+/// sub-block scales and per-superblock factors, written straight into the group's layout
+/// (none of the f32 lane scales, which the K-quant kernel does not read).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn pack_group_k_fast<const Q6: bool>(
+    n: usize,
+    rb: usize,
+    w: &[u8],
+    rows: std::ops::Range<usize>,
+    p: &mut Packed,
+) {
+    let gr = rows.len();
+    let nsb = n / 256;
+    let wsz = if Q6 { 210 } else { 144 };
+    assert!(rb == nsb * wsz && w.len() >= rows.end * rb);
+    grow(&mut p.q, nsb * 4 * gr * 64);
+    grow(&mut p.sw, nsb * 4 * gr * 32);
+    grow(&mut p.kd, nsb * gr);
+    grow(&mut p.kdmin, nsb * gr);
+    grow(&mut p.kmins, nsb * gr * 16);
+    let (qp, swp) = (p.q.as_mut_ptr(), p.sw.as_mut_ptr());
+    let kmp = p.kmins.as_mut_ptr();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m30 = _mm256_set1_epi8(0x30);
+    // Step `k` of superblock `b`: 64 quants at `qp`, 32 i16 scales at `swp`.
+    let qat = |b: usize, k: usize, g: usize| qp.add(((b * 4 + k) * gr + g) * 64);
+    let swat = |b: usize, k: usize, g: usize| swp.add(((b * 4 + k) * gr + g) * 32);
+    for (g, r) in rows.enumerate() {
+        for b in 0..nsb {
+            let blk = w.as_ptr().add(r * rb + b * wsz);
+            let at = b * gr + g;
+            if Q6 {
+                for h in 0..2 {
+                    let qa = _mm256_loadu_si256(blk.add(64 * h) as *const __m256i);
+                    let qb = _mm256_loadu_si256(blk.add(64 * h + 32) as *const __m256i);
+                    let hh = _mm256_loadu_si256(blk.add(128 + 32 * h) as *const __m256i);
+                    let q0 = _mm256_or_si256(
+                        _mm256_and_si256(qa, m4),
+                        _mm256_and_si256(_mm256_slli_epi16(hh, 4), m30),
+                    );
+                    let q1 = _mm256_or_si256(
+                        _mm256_and_si256(qb, m4),
+                        _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30),
+                    );
+                    let q2 = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                        _mm256_and_si256(hh, m30),
+                    );
+                    let q3 = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                        _mm256_and_si256(_mm256_srli_epi16(hh, 2), m30),
+                    );
+                    let (s0, s1) = (qat(b, 2 * h, g), qat(b, 2 * h + 1, g));
+                    _mm256_storeu_si256(s0 as *mut __m256i, q0);
+                    _mm256_storeu_si256(s0.add(32) as *mut __m256i, q1);
+                    _mm256_storeu_si256(s1 as *mut __m256i, q2);
+                    _mm256_storeu_si256(s1.add(32) as *mut __m256i, q3);
+                }
+                // i16 lane j of step k: scale 4k + j/8.
+                let sc = blk.add(192);
+                for k in 0..4 {
+                    let s = |i: usize| *sc.add(4 * k + i) as i8 as i16;
+                    let lo = _mm256_set_m128i(_mm_set1_epi16(s(1)), _mm_set1_epi16(s(0)));
+                    let hi = _mm256_set_m128i(_mm_set1_epi16(s(3)), _mm_set1_epi16(s(2)));
+                    let d = swat(b, k, g);
+                    _mm256_storeu_si256(d as *mut __m256i, lo);
+                    _mm256_storeu_si256(d.add(16) as *mut __m256i, hi);
+                }
+                let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc as *const __m128i));
+                _mm256_storeu_si256(kmp.add(at * 16) as *mut __m256i, sc16);
+                p.kd[at] = f16_at(blk.add(208));
+            } else {
+                let scales = std::slice::from_raw_parts(blk.add(4), 12);
+                let sm: [(u8, u8); 8] =
+                    std::array::from_fn(|j| crate::kquants::get_scale_min_k4(j, scales));
+                for k in 0..4 {
+                    let v = _mm256_loadu_si256(blk.add(16 + 32 * k) as *const __m256i);
+                    let d = qat(b, k, g);
+                    _mm256_storeu_si256(d as *mut __m256i, _mm256_and_si256(v, m4));
+                    _mm256_storeu_si256(
+                        d.add(32) as *mut __m256i,
+                        _mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                    );
+                    // i16 lane j of step k: scale of sub-block 2k + j/16.
+                    let d = swat(b, k, g);
+                    _mm256_storeu_si256(d as *mut __m256i, _mm256_set1_epi16(sm[2 * k].0 as i16));
+                    _mm256_storeu_si256(
+                        d.add(16) as *mut __m256i,
+                        _mm256_set1_epi16(sm[2 * k + 1].0 as i16),
+                    );
+                }
+                for j in 0..8 {
+                    *kmp.add(at * 16 + j) = sm[j].1 as i16;
+                }
+                p.kd[at] = f16_at(blk);
+                p.kdmin[at] = f16_at(blk.add(2));
+            }
+        }
+    }
+}
+
+/// [`pack_group`] for Q5_0, vectorized: the same quants and lane scales, written straight
+/// into the group's layout.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn pack_group_q5_0(
+    n: usize,
+    rb: usize,
+    w: &[u8],
+    rows: std::ops::Range<usize>,
+    p: &mut Packed,
+) {
+    let gr = rows.len();
+    let nb = n / 32;
+    assert!(rb == nb * 22 && nb.is_multiple_of(2) && w.len() >= rows.end * rb);
+    grow(&mut p.q, nb / 2 * gr * 64);
+    grow(&mut p.sc, nb / 2 * gr * 16);
+    let (qp, scp) = (p.q.as_mut_ptr(), p.sc.as_mut_ptr());
+    let m4 = _mm_set1_epi8(0x0F);
+    for (g, r) in rows.enumerate() {
+        for bi in 0..nb {
+            let blk = w.as_ptr().add(r * rb + bi * 22);
+            // Block `bi` is half `bi % 2` of step `bi / 2`.
+            let at = (bi / 2) * gr + g;
+            let qh = (blk.add(2) as *const u32).read_unaligned();
+            let v = _mm_loadu_si128(blk.add(6) as *const __m128i);
+            let lo = _mm_and_si128(v, m4);
+            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+            let q = _mm256_or_si256(
+                _mm256_set_m128i(hi, lo),
+                _mm256_maskz_set1_epi8(qh as __mmask32, 16),
+            );
+            _mm256_storeu_si256(qp.add(at * 64 + (bi % 2) * 32) as *mut __m256i, q);
+            _mm256_storeu_ps(scp.add(at * 16 + (bi % 2) * 8), _mm256_set1_ps(f16_at(blk)));
+        }
+    }
+}
+
 // ------------------------------------------------------------------ the micro-kernel
 
 #[inline]
@@ -635,14 +772,23 @@ unsafe fn tile_k<const Q6: bool>(
     let nsb = n / 256;
     PACK.with(|cell| {
         let p = &mut *cell.borrow_mut();
+        // Q4_K (144-byte blocks) and Q6_K have a vectorized packer; Q5_K the generic one.
+        let fast = Q6 || rc.wsz == 144;
+        let pack = |p: &mut Packed, rows: std::ops::Range<usize>| {
+            if fast {
+                pack_group_k_fast::<Q6>(n, rb, w, rows, p)
+            } else {
+                pack_group_k(rc, n, rb, w, rows, p)
+            }
+        };
         let mut r = 0;
         while r + GRK <= nrows {
-            pack_group_k(rc, n, rb, w, r..r + GRK, p);
+            pack(p, r..r + GRK);
             run_group_k::<GRK, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r);
             r += GRK;
         }
         while r < nrows {
-            pack_group_k(rc, n, rb, w, r..r + 1, p);
+            pack(p, r..r + 1);
             run_group_k::<1, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r);
             r += 1;
         }
@@ -719,6 +865,15 @@ unsafe fn tile_typed<const ACT: u8, const MIN: bool, const OFF: bool>(
     let rb = n / rc.bs * rc.wsz;
     let steps = n / 64;
     let off = rc.off;
+    // Q5_0 (22-byte blocks) has a vectorized packer; the other types the generic one.
+    let q5_0 = rc.wsz == 22;
+    let pack_group = |rc: &Recipe, n, rb, w, rows: std::ops::Range<usize>, p: &mut Packed| {
+        if q5_0 {
+            pack_group_q5_0(n, rb, w, rows, p)
+        } else {
+            pack_group(rc, n, rb, w, rows, p)
+        }
+    };
     PACK.with(|cell| {
         let p = &mut *cell.borrow_mut();
         let mut r0 = 0;
