@@ -64,6 +64,8 @@ struct Buffers {
     rope_swa: Vec<f32>,
     kv_row: Vec<u8>, // one K or V row in the cache type
     cells: Vec<usize>,
+    vis_seqs: Vec<u32>,              // sequences of the micro-batch (sorted)
+    vis_cells: Vec<(u32, u32, u32)>, // (seq, pos, cell) of their cells, sorted
     vis_full: Vec<u32>,
     off_full: Vec<usize>,
     vis_swa: Vec<u32>,
@@ -124,6 +126,8 @@ impl<'m> Context<'m> {
             rope_swa: vec![0.0; n * hp.n_rot],
             kv_row: vec![0; hp.n_embd_k_gqa().max(hp.n_embd_v_gqa()) * 4],
             cells: Vec::with_capacity(n),
+            vis_seqs: Vec::with_capacity(n),
+            vis_cells: Vec::with_capacity(p.n_ctx),
             vis_full: Vec::new(),
             off_full: Vec::with_capacity(n + 1),
             vis_swa: Vec::new(),
@@ -257,9 +261,16 @@ fn forward(
                 .fill_cache(p as f32, &mut b.rope_swa[t * nr..(t + 1) * nr]);
         }
     }
-    build_visibility(kv, ub, None, &mut b.vis_full, &mut b.off_full);
+    sort_cells(kv, ub, &mut b.vis_seqs, &mut b.vis_cells);
+    build_visibility(&b.vis_cells, ub, None, &mut b.vis_full, &mut b.off_full);
     if any_swa {
-        build_visibility(kv, ub, Some(hp.n_swa), &mut b.vis_swa, &mut b.off_swa);
+        build_visibility(
+            &b.vis_cells,
+            ub,
+            Some(hp.n_swa),
+            &mut b.vis_swa,
+            &mut b.off_swa,
+        );
     }
 
     for (il, w) in model.layers.iter().enumerate() {
@@ -288,6 +299,22 @@ fn forward(
     Ok(())
 }
 
+/// `(seq, pos, cell)` of every cell held by a sequence of the batch, sorted: a token's
+/// visible cells are then one contiguous run (see [`build_visibility`]). Scratch reused.
+fn sort_cells(kv: &KvCache, ub: &Batch<'_>, seqs: &mut Vec<u32>, cells: &mut Vec<(u32, u32, u32)>) {
+    seqs.clear();
+    seqs.extend_from_slice(ub.seq_id);
+    seqs.sort_unstable();
+    seqs.dedup();
+    cells.clear();
+    cells.extend(
+        (0..kv.n_hi())
+            .filter_map(|c| kv.cell(c).map(|(s, p)| (s, p, c as u32)))
+            .filter(|(s, _, _)| seqs.binary_search(s).is_ok()),
+    );
+    cells.sort_unstable();
+}
+
 /// For each token, the cells it attends to: same sequence, position ≤ its own, and within
 /// `window` positions when given (llama.cpp's standard SWA: `pos - cell_pos < window`).
 ///
@@ -295,7 +322,7 @@ fn forward(
 /// accumulator, online softmax), and which cells a sequence holds depends on what other
 /// sequences freed, so cell order would make a sequence's logits depend on its neighbours.
 fn build_visibility(
-    kv: &KvCache,
+    cells: &[(u32, u32, u32)],
     ub: &Batch<'_>,
     window: Option<usize>,
     vis: &mut Vec<u32>,
@@ -304,16 +331,6 @@ fn build_visibility(
     vis.clear();
     off.clear();
     off.push(0);
-    // (seq, pos, cell) of every cell of a batch sequence, sorted once: a token's visible cells
-    // are then one contiguous run of its sequence's entries.
-    let mut seqs = ub.seq_id.to_vec();
-    seqs.sort_unstable();
-    seqs.dedup();
-    let mut cells: Vec<(u32, u32, u32)> = (0..kv.n_hi())
-        .filter_map(|c| kv.cell(c).map(|(s, p)| (s, p, c as u32)))
-        .filter(|(s, _, _)| seqs.binary_search(s).is_ok())
-        .collect();
-    cells.sort_unstable();
     for (&p, &s) in ub.pos.iter().zip(ub.seq_id) {
         let lo_pos = window.map_or(0, |w| (p as usize + 1).saturating_sub(w) as u32);
         let lo = cells.partition_point(|&(cs, cp, _)| (cs, cp) < (s, lo_pos));
