@@ -229,6 +229,7 @@ pub fn common(o: &Obj, chat: bool, seed_fallback: u64) -> Result<Common, ApiErro
             sampler,
             stop,
             logprobs,
+            ignore_eos: boolean(o, "ignore_eos")?.unwrap_or(false),
         },
         stream,
         include_usage,

@@ -131,6 +131,19 @@ def test_max_tokens_length_and_logprobs():
         assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6
 
 
+def test_ignore_eos():
+    # SmolLM2 answers this briefly: greedy ends at <|im_end|> well before 48 tokens.
+    prompt = "<|im_start|>user\nSay only the word yes.<|im_end|>\n<|im_start|>assistant\n"
+    r = client.completions.create(model=ALIAS, prompt=prompt, max_tokens=48, temperature=0)
+    assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens < 48, (r.choices[0].text, r.usage)
+    r2 = client.completions.create(model=ALIAS, prompt=prompt, max_tokens=48, temperature=0,
+                                   extra_body={"ignore_eos": True})
+    assert r2.choices[0].finish_reason == "length", r2.choices[0]
+    assert r2.usage.completion_tokens == 48, r2.usage
+    # Masking end tokens changes nothing before the point where the plain run ended.
+    assert r2.choices[0].text.startswith(r.choices[0].text), (r.choices[0].text, r2.choices[0].text)
+
+
 def expect_status(method, path, body, status, param=None, headers=None, contains=None):
     st, h, data = srv.request(method, path, body, headers)
     assert st == status, (path, body if len(str(body)) < 200 else "...", st, data[:300])
@@ -289,6 +302,7 @@ def main():
         test_seed_reproducibility,
         test_stop_strings,
         test_max_tokens_length_and_logprobs,
+        test_ignore_eos,
         test_bad_requests,
         test_tokenize_detokenize_metrics_slots,
         test_api_key,
