@@ -310,34 +310,12 @@ pub(crate) fn encode_into(
                         o.copy_from_slice(&x.to_le_bytes());
                     }
                 }
-                GgmlType::Q8_0 => quantize_row_q8_0(&scratch, dst),
                 _ => ferrite_quants::quantize_row(ty, &scratch, dst)
                     .expect("type and sizes checked above"),
             }
         }
     });
     Ok(())
-}
-
-/// ggml's `quantize_row_q8_0_ref` (as `ferrite_quants::quantize_row` and gguf-py), byte for
-/// byte, without the `roundf` library call per element that baseline x86-64 code makes (no
-/// SSE4.1 `round`), so the loop vectorizes: round half away from zero is the truncation plus
-/// one step away from zero when the dropped fraction is at least 1/2 (exact for |y| ≤ 127.x,
-/// all a block can hold; NaN → 0 as `NaN as i8`).
-fn quantize_row_q8_0(x: &[f32], dst: &mut [u8]) {
-    for (xs, b) in x.chunks_exact(32).zip(dst.chunks_exact_mut(34)) {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        b[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
-        for (q, &v) in b[2..].iter_mut().zip(xs) {
-            let y = v * id;
-            let t = y as i32;
-            let f = y - t as f32;
-            let r = t + i32::from(f >= 0.5) - i32::from(f <= -0.5);
-            *q = r.clamp(-128, 127) as i8 as u8;
-        }
-    }
 }
 
 /// bf16 → f32 → bf16 through ggml's rounding is the identity except for NaNs, which come back
@@ -550,30 +528,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn q8_0_rows_match_ferrite_quants() {
-        // Halfway cases (k + 1/2 after scaling), both signs, NaN/inf blocks, zeros, tiny values.
-        let mut v = values(32 * 64);
-        for (i, x) in v.iter_mut().enumerate().skip(32 * 40).take(32 * 8) {
-            *x = if i % 32 == 0 {
-                127.0
-            } else {
-                (i % 32) as f32 * 0.5 - 8.0
-            };
-        }
-        for x in v.iter_mut().skip(32 * 50).take(32) {
-            *x = 0.0;
-        }
-        for (i, x) in v.iter_mut().enumerate().skip(32 * 51).take(32) {
-            *x = (i as f32 - 1640.0) * 1e-7;
-        }
-        let mut want = vec![0u8; 64 * 34];
-        ferrite_quants::quantize_row(GgmlType::Q8_0, &v, &mut want).unwrap();
-        let mut got = vec![0u8; 64 * 34];
-        quantize_row_q8_0(&v, &mut got);
-        assert!(got == want);
     }
 
     #[test]
