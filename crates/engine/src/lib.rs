@@ -71,7 +71,7 @@ pub struct GenParams {
     /// `Some(k)`: report the log-probability of every generated token and the `k` most likely
     /// alternatives.
     pub logprobs: Option<usize>,
-    /// Never end at an end-of-generation token: their logits are set to -inf before sampling
+    /// Never end at an end-of-generation token: the sampler bans them (logit -inf)
     /// (llama-server's `ignore_eos`, used for benchmarks with a fixed token count).
     pub ignore_eos: bool,
 }
@@ -418,8 +418,6 @@ struct Task<'t> {
     /// Generated text not sent yet (it may be the start of a stop string).
     held: String,
     held_logprobs: Vec<TokenLogprobs>,
-    /// Logits with end-of-generation tokens masked (`ignore_eos`), reused per token.
-    masked: Vec<f32>,
     n_gen: usize,
     started: Instant,
     prompt_done: Option<Instant>,
@@ -643,6 +641,9 @@ fn start_task<'t>(
     slot.cached.truncate(keep);
     slot.last_used = clock;
     let mut sampler = Sampler::new(req.params.sampler.clone());
+    if req.params.ignore_eos {
+        sampler = sampler.with_banned(tok.eog_ids());
+    }
     for &t in &req.prompt {
         sampler.accept(t);
     }
@@ -660,7 +661,6 @@ fn start_task<'t>(
         detok: tok.streaming(false),
         held: String::new(),
         held_logprobs: Vec::new(),
-        masked: Vec::new(),
         n_gen: 0,
         started: Instant::now(),
         prompt_done: None,
@@ -842,20 +842,6 @@ fn on_logits(
     if t.params.max_tokens == Some(0) {
         return finish(t, Finish::Length);
     }
-    if t.params.ignore_eos {
-        t.masked.clear();
-        t.masked.extend_from_slice(logits);
-        for &e in tok.eog_ids() {
-            if let Some(l) = t.masked.get_mut(e as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let logits: &[f32] = if t.params.ignore_eos {
-        &t.masked
-    } else {
-        logits
-    };
     let id = t.sampler.sample(logits);
     t.sampler.accept(id);
     if tok.is_eog(id) {

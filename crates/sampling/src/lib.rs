@@ -88,6 +88,8 @@ pub struct Sampler {
     /// Scratch reused between calls (no per-token allocation once warmed up).
     cands: Vec<Candidate>,
     counts: Vec<u32>,
+    /// Tokens never chosen (logit -inf before every step), e.g. end tokens for `ignore_eos`.
+    banned: Vec<u32>,
 }
 
 impl Sampler {
@@ -99,7 +101,15 @@ impl Sampler {
             history: Default::default(),
             cands: Vec::new(),
             counts: Vec::new(),
+            banned: Vec::new(),
         }
+    }
+
+    /// Never choose these tokens (their logits are -inf before every step, as llama.cpp's
+    /// logit bias does for `ignore_eos`).
+    pub fn with_banned(mut self, ids: &[u32]) -> Self {
+        self.banned = ids.to_vec();
+        self
     }
 
     pub fn params(&self) -> &SamplerParams {
@@ -135,6 +145,11 @@ impl Sampler {
             id: i as u32,
             logit: l,
         }));
+        for &b in &self.banned {
+            if let Some(c) = cands.get_mut(b as usize) {
+                c.logit = f32::NEG_INFINITY;
+            }
+        }
         apply_penalties(&mut cands, &self.history, &p, &mut self.counts);
         let id = if p.temperature <= 0.0 {
             argmax(&cands)
@@ -337,6 +352,16 @@ mod tests {
                 logit,
             })
             .collect()
+    }
+
+    #[test]
+    fn banned_tokens_are_never_chosen() {
+        let mut s = Sampler::new(SamplerParams::greedy()).with_banned(&[1]);
+        assert_eq!(s.sample(&[0.1, 3.0, 2.0, -1.0]), 2);
+        let mut s = Sampler::new(SamplerParams::default()).with_banned(&[0]);
+        for _ in 0..50 {
+            assert_ne!(s.sample(&[5.0, 0.0, 0.0]), 0);
+        }
     }
 
     #[test]
