@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use ferrite_gguf::GgmlType;
 use ferrite_models::{Batch, Context, ContextParams, Model};
-use ferrite_sampling::{log_softmax, Sampler, SamplerParams};
+use ferrite_sampling::{log_sum_exp, top_k_ids, Sampler, SamplerParams};
 use ferrite_tokenizer::{StreamingDetokenizer, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -848,21 +848,15 @@ fn on_logits(
         return finish(t, Finish::Stop);
     }
     if let Some(k) = t.params.logprobs {
-        let lp = log_softmax(logits);
+        // Log-probabilities from one log-sum-exp and a k-sized top list: no vocabulary-sized
+        // vectors per token.
+        let lse = log_sum_exp(logits);
         let prob = |id: u32| TokenProb {
             id,
             bytes: tok.token_to_piece(id, true),
-            logprob: lp[id as usize],
+            logprob: logits[id as usize] - lse,
         };
-        let mut top: Vec<u32> = Vec::new();
-        if k > 0 {
-            let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
-            let k = k.min(idx.len());
-            idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
-            idx.truncate(k);
-            idx.sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
-            top = idx;
-        }
+        let top = top_k_ids(logits, k);
         t.held_logprobs.push(TokenLogprobs {
             chosen: prob(id),
             top: top.into_iter().map(prob).collect(),

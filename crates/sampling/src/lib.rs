@@ -335,9 +335,33 @@ pub fn typical(cands: &mut Vec<Candidate>, p: f32, min_keep: usize) {
 
 /// Log-probabilities (natural log) of every token, for logprobs reporting.
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+    let lse = log_sum_exp(logits);
     logits.iter().map(|&l| l - lse).collect()
+}
+
+/// `ln Σ exp(l)` (max-subtracted): token `i`'s log-probability is `logits[i] - log_sum_exp`,
+/// equal to `log_softmax(logits)[i]` without building the vector.
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln()
+}
+
+/// Ids of the `k` largest values, largest first (ties: lower id first), in one pass keeping
+/// only `k` ids (no vocabulary-sized scratch).
+pub fn top_k_ids(x: &[f32], k: usize) -> Vec<u32> {
+    let mut top: Vec<u32> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return top;
+    }
+    for (i, &v) in x.iter().enumerate() {
+        if top.len() == k && v <= x[top[k - 1] as usize] {
+            continue;
+        }
+        let at = top.partition_point(|&j| x[j as usize] >= v);
+        top.insert(at, i as u32);
+        top.truncate(k);
+    }
+    top
 }
 
 #[cfg(test)]
@@ -352,6 +376,22 @@ mod tests {
                 logit,
             })
             .collect()
+    }
+
+    /// Oracle: a full sort of the indices (descending, ties by id) and `log_softmax`.
+    #[test]
+    fn top_k_ids_and_log_sum_exp_match_full_computation() {
+        let x: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 101) as f32 * 0.25 - 9.0)
+            .collect();
+        let mut all: Vec<u32> = (0..x.len() as u32).collect();
+        all.sort_by(|&a, &b| x[b as usize].total_cmp(&x[a as usize]).then(a.cmp(&b)));
+        for k in [0, 1, 3, 20] {
+            assert_eq!(top_k_ids(&x, k), all[..k].to_vec(), "k = {k}");
+        }
+        let lp = log_softmax(&x);
+        let lse = log_sum_exp(&x);
+        assert!(x.iter().zip(&lp).all(|(&l, &p)| l - lse == p));
     }
 
     #[test]
