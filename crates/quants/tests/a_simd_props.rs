@@ -6,7 +6,7 @@
 //! Tolerance: |simd - ref| <= 1e-4 * M + 1e-30, where M = sum_i |w_i * a_i| over the dequantized
 //! rows (f64). Integer partial sums are exact in both; only f32 accumulation order differs.
 mod a_util;
-use a_util::Rng;
+use a_util::{f16_fields, Rng};
 use ferrite_quants::simd::{available_levels, dot_fn_at, quantize_fn_at, rows4_fn_at, Level};
 use ferrite_quants::{dequantize_row, kernels, quantize_row, row_bytes, GgmlType};
 use proptest::prelude::*;
@@ -26,18 +26,6 @@ const TYPES: &[GgmlType] = &[
     GgmlType::F16,
     GgmlType::BF16,
 ];
-
-/// Offsets of the f16 scale fields inside one block (to patch random bytes into finite blocks).
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    match ty {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-        GgmlType::Q2_K => &[80, 82],
-        GgmlType::Q3_K => &[108],
-        GgmlType::Q6_K => &[208],
-        _ => &[],
-    }
-}
 
 fn simd_levels() -> Vec<Level> {
     available_levels()

@@ -6,7 +6,7 @@
 //! M = Σ_i |w_i · a_i| over the dequantized operands (f64). Integer partial sums are exact; only
 //! the f32 accumulation order differs.
 mod a_util;
-use a_util::Rng;
+use a_util::{f16_fields, Rng};
 use ferrite_quants::simd::{has_tile_kernel, TILE_MIN_COLS};
 use ferrite_quants::{
     dequantize_row, kernels, quantize_row, row_bytes, vec_dot_rows, vec_dot_tile, vec_dot_tile_ref,
@@ -27,18 +27,6 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::F16,
 ];
-
-/// Offsets of the f16 scale fields inside one block (random-byte weights get finite scales).
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    match ty {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-        GgmlType::Q2_K => &[80, 82],
-        GgmlType::Q3_K => &[108],
-        GgmlType::Q6_K => &[208],
-        _ => &[],
-    }
-}
 
 fn normal_vec(rng: &mut Rng, n: usize, exp: i32) -> Vec<f32> {
     let s = 2f32.powi(exp);

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use ferrite_quants::GgmlType;
+
 /// `<workspace>/../shared/refdata`, or `$FERRITE_REFDATA`. Panics (fails the test) if missing.
 pub fn refdata() -> PathBuf {
     let p = match std::env::var_os("FERRITE_REFDATA") {
@@ -101,5 +103,17 @@ impl Rng {
             s += (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         }
         (s - 2.0) * 1.732
+    }
+}
+
+/// Offsets of the f16 scale fields inside one block (to patch random bytes into finite blocks).
+pub fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q6_K => &[208],
+        _ => &[],
     }
 }
