@@ -24,6 +24,20 @@ use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+/// Each accumulator of an `R × C` register tile summed in `hsum512`'s fixed order, as
+/// `out[column][row]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn hsum_tile<const R: usize, const C: usize>(acc: &[[__m512; C]; R]) -> [[f32; R]; C] {
+    let mut out = [[0f32; R]; C];
+    for c in 0..C {
+        for r in 0..R {
+            out[c][r] = hsum512(acc[r][c]);
+        }
+    }
+    out
+}
+
 /// How the activation rows are laid out (the weight type's `vec_dot_type`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ActKind {
@@ -569,13 +583,7 @@ unsafe fn kernel<
             }
         }
     }
-    let mut out = [[0f32; R]; C];
-    for c in 0..C {
-        for r in 0..R {
-            out[c][r] = hsum512(acc[r][c]);
-        }
-    }
-    out
+    hsum_tile(&acc)
 }
 
 /// The Q4_1/Q5_1 min term of `R` packed rows × `C` columns (Q8_1 activations) as
@@ -666,13 +674,7 @@ unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
             }
         }
     }
-    let mut out = [[0f32; R]; C];
-    for c in 0..C {
-        for r in 0..R {
-            out[c][r] = hsum512(acc[r][c]);
-        }
-    }
-    out
+    hsum_tile(&acc)
 }
 
 /// The Q4_K/Q5_K min term of `R` packed rows × `C` columns as `super::z512` accumulates it:
