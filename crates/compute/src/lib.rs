@@ -13,7 +13,9 @@ pub mod pool;
 pub mod rope;
 
 pub use attention::{attention, attention_ref, AttnParams, AttnScratch, KvView};
-pub use matmul::{matmul, matmul_many, matmul_ref, MatmulScratch, WeightView};
+pub use matmul::{
+    matmul, matmul_many, matmul_ref, MatmulScratch, WeightView, BATCHED_GE8, BATCHED_GEMM4,
+};
 pub use ops::GeluImpl;
 pub use pool::{SendPtr, ThreadPool};
 pub use rope::{llama3_freq_factors, RopeMode, RopeParams};

@@ -66,7 +66,20 @@ pub struct MatmulScratch {
     act: Vec<u8>,
     /// Per-thread output tiles of the GEMM path (`TILE_ROWS × n_tokens`), grown once.
     tiles: Vec<Vec<f32>>,
+    /// Per token, which of llama.cpp's batched kernels it would go through ([`BATCHED_GEMM4`],
+    /// [`BATCHED_GE8`]); empty: none (every token summed as alone).
+    batched: Vec<u8>,
+    /// Per (weight, token) of the current op: the batched order applies.
+    alt: Vec<bool>,
 }
+
+/// The token is in the first `n − n % 4` of its sequence's `n` tokens in the batch: llama.cpp
+/// runs repacked Q4_K (rows a multiple of 8) through its 4-column GEMM there, the GEMV on the
+/// rest.
+pub const BATCHED_GEMM4: u8 = 1;
+/// The token's sequence has ≥ 8 tokens in the batch: llama.cpp runs Q6_K through its tiled
+/// K-quant GEMM then, `vec_dot` below.
+pub const BATCHED_GE8: u8 = 2;
 
 impl MatmulScratch {
     /// Room for `n_tokens` rows of `cols` elements in any vec_dot type (Q8_K/F32 are the
@@ -74,8 +87,26 @@ impl MatmulScratch {
     pub fn with_capacity(n_tokens: usize, cols: usize) -> Self {
         MatmulScratch {
             act: vec![0u8; n_tokens * cols * 4 + 1024],
-            tiles: Vec::new(),
+            ..Default::default()
         }
+    }
+
+    /// Sum the next products' tokens in llama.cpp's batch-dependent float order: `flags[t]`
+    /// (`BATCHED_*` bits) for token `t` (see `ferrite_quants::vec_dot_tile_batched`). Callers
+    /// derive the flags per sequence, so a sequence's numbers never depend on other
+    /// sequences in the batch. An empty slice turns it off.
+    pub fn set_batched(&mut self, flags: &[u8]) {
+        self.batched.clear();
+        self.batched.extend_from_slice(flags);
+    }
+}
+
+/// The `BATCHED_*` bit that selects a batched order for weights of type `ty` with `rows` rows.
+fn batched_bit(ty: GgmlType, rows: usize) -> u8 {
+    match ty {
+        GgmlType::Q4_K if rows.is_multiple_of(8) => BATCHED_GEMM4,
+        GgmlType::Q6_K => BATCHED_GE8,
+        _ => 0,
     }
 }
 
@@ -168,11 +199,24 @@ pub fn matmul_many<const N: usize>(
         }
         &scratch.act[..need]
     };
+    // Per weight and token: llama.cpp's batched order or not (only with the tile kernels).
+    let flags = &scratch.batched;
+    scratch.alt.clear();
+    let mut any_alt = [false; N];
+    for (i, w) in ws.iter().enumerate() {
+        let bit = batched_bit(w.ty, w.rows);
+        for t in 0..n_tokens {
+            let a = bit != 0 && flags.get(t).is_some_and(|&f| f & bit != 0);
+            any_alt[i] |= a;
+            scratch.alt.push(a);
+        }
+    }
     // Per weight: GEMM (tile) path or not, and where its chunks start in the joint op.
     let tiled: [bool; N] = std::array::from_fn(|i| {
-        n_tokens >= ferrite_quants::simd::TILE_MIN_COLS
+        (n_tokens >= ferrite_quants::simd::TILE_MIN_COLS || any_alt[i])
             && ferrite_quants::simd::has_tile_kernel(ws[i].ty, cols)
     });
+    let alt = &scratch.alt;
     let mut first = [0usize; N];
     let mut total = 0;
     for i in 0..N {
@@ -206,7 +250,7 @@ pub fn matmul_many<const N: usize>(
             // SAFETY: thread `ith` alone uses its tile buffer during the op.
             let tile = unsafe { &mut tptr.slice(ith, 1)[0] };
             let tile = &mut tile[..nr * n_tokens];
-            ferrite_quants::vec_dot_tile(
+            ferrite_quants::vec_dot_tile_batched(
                 w.ty,
                 cols,
                 &w.data[r0 * rb..(r0 + nr) * rb],
@@ -215,6 +259,7 @@ pub fn matmul_many<const N: usize>(
                 n_tokens,
                 tile,
                 nr,
+                &alt[i * n_tokens..(i + 1) * n_tokens],
             )
             .expect("sizes checked above");
             for t in 0..n_tokens {

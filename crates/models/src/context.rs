@@ -7,7 +7,7 @@ use crate::model::{Act, Ffn, LayerWeights, Model, Qkv};
 use crate::observe::{observe, observe_expert, MatmulObserver};
 use ferrite_compute::{
     attention, matmul, matmul_many, ops, AttnParams, AttnScratch, GeluImpl, KvView, MatmulScratch,
-    RopeParams, ThreadPool, WeightView,
+    RopeParams, ThreadPool, WeightView, BATCHED_GE8, BATCHED_GEMM4,
 };
 use ferrite_gguf::GgmlType;
 
@@ -77,8 +77,11 @@ struct Buffers {
     moe_out: Vec<f32>,          // (n, n_embd)
     out_rows: Vec<f32>,         // (n, n_embd) rows that want logits
     mm: MatmulScratch,
+    batched: Vec<u8>, // (n) llama.cpp's batched-kernel flags per token (`set_batched`)
+    batched_out: Vec<u8>, // (n) the same over the tokens that want logits only
+    seq_counts: Vec<(u32, u32, u32)>, // (seq, tokens, seen) while deriving them
     obs: Option<MatmulObserver>, // called before every weight product when set
-    moe_ids: Vec<usize>,         // token of each row of `moe_in` (for `obs`)
+    moe_ids: Vec<usize>, // token of each row of `moe_in` (for `obs`)
     attn_scratch: AttnScratch,
 }
 
@@ -139,6 +142,9 @@ impl<'m> Context<'m> {
             moe_out: vec![0.0; if hp.n_expert > 0 { n * hp.n_embd } else { 0 }],
             out_rows: vec![0.0; n * hp.n_embd],
             mm: MatmulScratch::with_capacity(n, max_cols),
+            batched: Vec::with_capacity(n),
+            batched_out: Vec::with_capacity(n),
+            seq_counts: Vec::with_capacity(n),
             obs: None,
             moe_ids: Vec::with_capacity(n),
             attn_scratch: AttnScratch::new(pool.n_threads(), hp.head_dim, hp.head_dim_v),
@@ -228,6 +234,44 @@ impl<'m> Context<'m> {
     }
 }
 
+/// Per token of `seq_id` that `sel` picks, which of llama.cpp's batched kernels it would go
+/// through if its sequence's picked tokens were the whole batch (`ferrite_compute::BATCHED_*`;
+/// 0 for the rest). Per sequence on purpose: a sequence's numbers then never depend on the
+/// other sequences in the batch, and a single sequence gets llama.cpp's (llama-server runs
+/// one sequence's prompt as one batch, and its last layer's FFN and output head only on the
+/// rows that want logits).
+fn batched_flags(
+    seq_id: &[u32],
+    sel: impl Fn(usize) -> bool,
+    counts: &mut Vec<(u32, u32, u32)>,
+    out: &mut Vec<u8>,
+) {
+    counts.clear();
+    out.clear();
+    for (t, &s) in seq_id.iter().enumerate() {
+        if sel(t) {
+            match counts.iter_mut().find(|c| c.0 == s) {
+                Some(c) => c.1 += 1,
+                None => counts.push((s, 1, 0)),
+            }
+        }
+    }
+    for (t, &s) in seq_id.iter().enumerate() {
+        let mut f = 0;
+        if sel(t) {
+            let c = counts.iter_mut().find(|c| c.0 == s).expect("counted above");
+            if c.2 < c.1 - c.1 % 4 {
+                f |= BATCHED_GEMM4;
+            }
+            if c.1 >= 8 {
+                f |= BATCHED_GE8;
+            }
+            c.2 += 1;
+        }
+        out.push(f);
+    }
+}
+
 /// One micro-batch (≤ n_batch tokens) through every layer.
 fn forward(
     model: &Model,
@@ -273,9 +317,17 @@ fn forward(
         );
     }
 
+    batched_flags(ub.seq_id, |_| true, &mut b.seq_counts, &mut b.batched);
+    batched_flags(
+        ub.seq_id,
+        |t| ub.want_logits[t],
+        &mut b.seq_counts,
+        &mut b.batched_out,
+    );
     for (il, w) in model.layers.iter().enumerate() {
         layer(model, pool, kv, b, ub, il, w, (gelu, ropes))?;
     }
+    b.mm.set_batched(&b.batched_out);
 
     // Only rows that want logits go through the output head.
     let mut k = 0;
@@ -369,6 +421,7 @@ fn layer(
     let (nq, nk, nv) = (hp.n_head * hd, hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
 
     // Attention.
+    b.mm.set_batched(&b.batched);
     let cur = &mut b.cur[..n * ne];
     cur.copy_from_slice(&b.x[..n * ne]);
     ops::rms_norm(cur, ne, Some(&w.attn_norm), hp.rms_eps);
@@ -443,12 +496,18 @@ fn layer(
         k: &kv.k[il][..n_hi * kr],
         v: &kv.v[il][..n_hi * vr],
     };
+    let scale = if hp.attn_scale_q {
+        ops::scale(q, hp.attn_scale);
+        1.0
+    } else {
+        hp.attn_scale
+    };
     let p = AttnParams {
         n_head: hp.n_head,
         n_head_kv: hp.n_head_kv,
         head_dim: hd,
         head_dim_v: hdv,
-        scale: hp.attn_scale,
+        scale,
         softcap: hp.attn_softcap,
     };
     let (vis, off) = if swa {
@@ -466,7 +525,10 @@ fn layer(
     }
     ops::add(&mut b.x[..n * ne], tmp);
 
-    // Feed-forward.
+    // Feed-forward. llama.cpp runs the last layer's FFN on the rows that want logits only.
+    if il + 1 == model.layers.len() {
+        b.mm.set_batched(&b.batched_out);
+    }
     let cur = &mut b.cur[..n * ne];
     cur.copy_from_slice(&b.x[..n * ne]);
     ops::rms_norm(cur, ne, Some(&w.ffn_norm), hp.rms_eps);
@@ -509,6 +571,8 @@ fn layer(
             down_exps,
             act,
         } => {
+            // Expert products run on gathered rows: no per-token flags there.
+            b.mm.set_batched(&[]);
             moe(
                 pool, hp, b, n, gate_inp, gate_exps, up_exps, down_exps, *act, gelu,
             )?;

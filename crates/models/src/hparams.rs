@@ -123,6 +123,10 @@ pub struct HParams {
     pub swa_layers: Vec<bool>,
     /// Multiplies `q·k`.
     pub attn_scale: f32,
+    /// Whether `attn_scale` multiplies `q` (f32, after RoPE) before attention instead of the
+    /// scores: llama.cpp's Gemma graphs scale Q first (`ggml_scale(Qcur, f_attention_scale)`)
+    /// and run attention with scale 1, which rounds differently once Q is converted to f16.
+    pub attn_scale_q: bool,
     /// Attention logit soft-cap (0 = off).
     pub attn_softcap: f32,
     /// Final logit soft-cap (0 = off).
@@ -433,6 +437,12 @@ impl HParams {
                 1.0 / (head_dim as f32).sqrt()
             }
         };
+        let attn_scale_q = match arch {
+            Arch::Gemma2 | Arch::Gemma3 => true,
+            Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe | Arch::Phi3 | Arch::Bert => {
+                false
+            }
+        };
         let (attn_softcap, final_softcap) = match arch {
             // llama.cpp's defaults when the keys are absent: 50 and 30.
             Arch::Gemma2 => (
@@ -474,6 +484,7 @@ impl HParams {
             n_swa,
             swa_layers,
             attn_scale,
+            attn_scale_q,
             attn_softcap,
             final_softcap,
             embd_scale,

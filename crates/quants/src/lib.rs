@@ -239,8 +239,34 @@ pub fn vec_dot_tile(
     out: &mut [f32],
     out_stride: usize,
 ) -> Result<(), QuantError> {
+    vec_dot_tile_batched(ty, n, w_rows, nrows, acts, ncols, out, out_stride, &[])
+}
+
+/// [`vec_dot_tile`] with llama.cpp's batch-dependent float order per column: where
+/// `batched[c]` is set, column `c` is summed as llama.cpp's batched kernels sum it (Q4_K: the
+/// repacked 8×8 GEMM, one fma per 64-element step; Q6_K: the tiled K-quant GEMM,
+/// `acc += (S·d)·dy` per superblock) instead of as its single-token `vec_dot`/GEMV does; other
+/// types and unset columns are unaffected. llama.cpp (0c1e570) takes those kernels for the
+/// first `n − n % 4` columns of an `n`-token batch (Q4_K, rows a multiple of 8) and for
+/// batches of ≥ 8 tokens (Q6_K), so reproducing its logits needs the same choice per token
+/// (`ferrite_compute::MatmulScratch::set_batched`). Only the AVX-512 tile kernels know the
+/// batched orders; elsewhere the flags are ignored.
+#[allow(clippy::too_many_arguments)]
+pub fn vec_dot_tile_batched(
+    ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    nrows: usize,
+    acts: &[u8],
+    ncols: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    batched: &[bool],
+) -> Result<(), QuantError> {
     let (_, rb, arb) = check_tile(ty, n, w_rows, nrows, acts, ncols, out, out_stride)?;
-    simd::vec_dot_tile(ty, n, rb, w_rows, nrows, acts, arb, ncols, out, out_stride);
+    simd::vec_dot_tile(
+        ty, n, rb, w_rows, nrows, acts, arb, ncols, out, out_stride, batched,
+    );
     Ok(())
 }
 

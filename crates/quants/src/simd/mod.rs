@@ -24,6 +24,13 @@ fn detect() -> Level {
         if std::env::var_os("FERRITE_NO_SIMD").is_some() {
             return Level::Scalar;
         }
+        // FERRITE_SIMD=avx2 caps the level (debugging, comparisons across paths).
+        if std::env::var("FERRITE_SIMD").as_deref() == Ok("avx2") {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            return if avx2 { Level::Avx2 } else { Level::Scalar };
+        }
         let avx2 = is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c");
@@ -236,13 +243,15 @@ pub(crate) fn vec_dot_tile(
     ncols: usize,
     out: &mut [f32],
     out_stride: usize,
+    batched: &[bool],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if ncols >= TILE_MIN_COLS && has_tile_kernel(ty, n) {
+    if (ncols >= TILE_MIN_COLS || batched.iter().any(|&b| b)) && has_tile_kernel(ty, n) {
         // SAFETY: AVX-512 level checked by `has_tile_kernel`; lengths checked by the caller.
-        unsafe { x86::tile::vec_dot_tile(ty, n, w, nrows, act, ncols, out, out_stride) };
+        unsafe { x86::tile::vec_dot_tile(ty, n, w, nrows, act, ncols, out, out_stride, batched) };
         return;
     }
+    let _ = batched;
     for c in 0..ncols {
         vec_dot_rows(
             ty,

@@ -17,17 +17,44 @@ type Rows4Fn = fn(usize, [&[u8]; 4], &[u8]) -> [f32; 4];
 
 // ------------------------------------------------------------------------------- shared helpers
 
+/// The f16 at `p` as f32. Inline asm on purpose: for every intrinsic spelling of a one-half
+/// load (`cvtsi32_si128`, `set1_epi16`) LLVM emits a `vpinsrw` merging into an arbitrary
+/// live register, a false dependency that chained kernels' accumulators into every block's
+/// scale (up to 3× slower loops).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_ld(p: *const u8) -> f32 {
-    let h = (p as *const u16).read_unaligned();
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+pub(super) unsafe fn f16_ld(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm256_castps256_ps128(f16x8(p)))
+}
+
+/// The f16 at `p` in 8 f32 lanes (see [`f16_ld`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16x8(p: *const u8) -> __m256 {
+    let v: __m256;
+    std::arch::asm!(
+        "vpbroadcastw {h}, word ptr [{p}]",
+        "vcvtph2ps {v}, {h}",
+        p = in(reg) p,
+        h = out(xmm_reg) _,
+        v = lateout(ymm_reg) v,
+        options(pure, readonly, nostack, preserves_flags),
+    );
+    v
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f32_ld(p: *const u8) -> f32 {
     (p as *const f32).read_unaligned()
+}
+
+/// `a·b + c` with one rounding, as ggml's C compiles `summs += m·s` (`-std=gnu11` contracts it
+/// to `vfmadd231ss`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
 }
 
 #[inline]
@@ -152,39 +179,19 @@ macro_rules! define_kernels {
 
             #[target_feature(enable = $feat)]
             pub unsafe fn q4_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                // ggml's order (vec_dot_q4_0_q8_0, AVX2): one 8-lane fma per block.
                 let nb = check(n, w, a, 32, 18, 34);
                 let (wp, ap) = (w.as_ptr(), a.as_ptr());
-                let mut acc0 = _mm256_setzero_ps();
-                let mut acc1 = _mm256_setzero_ps();
+                let mut acc = _mm256_setzero_ps();
                 let off8 = _mm256_set1_epi8(8);
-                let mut i = 0;
-                while i + 1 < nb {
-                    let (x0, y0) = (wp.add(i * 18), ap.add(i * 34));
-                    let (x1, y1) = (x0.add(18), y0.add(34));
-                    let d0 = _mm256_set1_ps(f16_ld(x0) * f16_ld(y0));
-                    let d1 = _mm256_set1_ps(f16_ld(x1) * f16_ld(y1));
-                    let p0 = $mul_sum_i8(
-                        _mm256_sub_epi8(nibbles32(x0.add(2)), off8),
-                        ld256(y0.add(2)),
-                    );
-                    let p1 = $mul_sum_i8(
-                        _mm256_sub_epi8(nibbles32(x1.add(2)), off8),
-                        ld256(y1.add(2)),
-                    );
-                    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-                    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
-                    i += 2;
+                for i in 0..nb {
+                    let (x, y) = (wp.add(i * 18), ap.add(i * 34));
+                    let d = _mm256_set1_ps(f16_ld(x) * f16_ld(y));
+                    let p =
+                        $mul_sum_i8(_mm256_sub_epi8(nibbles32(x.add(2)), off8), ld256(y.add(2)));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
                 }
-                if i < nb {
-                    let (x0, y0) = (wp.add(i * 18), ap.add(i * 34));
-                    let d0 = _mm256_set1_ps(f16_ld(x0) * f16_ld(y0));
-                    let p0 = $mul_sum_i8(
-                        _mm256_sub_epi8(nibbles32(x0.add(2)), off8),
-                        ld256(y0.add(2)),
-                    );
-                    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
-                }
-                hsum_ps(_mm256_add_ps(acc0, acc1))
+                hsum_ps(acc)
             }
 
             /// Four Q4_0 rows against one Q8_0 activation (activation loads shared).
@@ -226,7 +233,7 @@ macro_rules! define_kernels {
                 for i in 0..nb {
                     let (x, y) = (wp.add(i * 20), ap.add(i * 36));
                     let d = _mm256_set1_ps(f16_ld(x) * f16_ld(y));
-                    summs += f16_ld(x.add(2)) * f16_ld(y.add(2));
+                    summs = fma_ss(f16_ld(x.add(2)), f16_ld(y.add(2)), summs);
                     let p = $mul_sum_u8_i8(nibbles32(x.add(4)), ld256(y.add(4)));
                     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
                 }
@@ -249,7 +256,7 @@ macro_rules! define_kernels {
                     let by = ld256(y.add(4));
                     for r in 0..4 {
                         let x = wp[r].add(i * 20);
-                        summs[r] += f16_ld(x.add(2)) * ys;
+                        summs[r] = fma_ss(f16_ld(x.add(2)), ys, summs[r]);
                         let p = $mul_sum_u8_i8(nibbles32(x.add(4)), by);
                         acc[r] = _mm256_fmadd_ps(
                             _mm256_set1_ps(f16_ld(x) * yd),
@@ -293,7 +300,7 @@ macro_rules! define_kernels {
                 for i in 0..nb {
                     let (x, y) = (wp.add(i * 24), ap.add(i * 36));
                     let d = _mm256_set1_ps(f16_ld(x) * f16_ld(y));
-                    summs += f16_ld(x.add(2)) * f16_ld(y.add(2));
+                    summs = fma_ss(f16_ld(x.add(2)), f16_ld(y.add(2)), summs);
                     let bxhi = _mm256_and_si256(bytes_from_bits_32(x.add(4)), b10);
                     let bx = _mm256_or_si256(nibbles32(x.add(8)), bxhi);
                     let p = $mul_sum_u8_i8(bx, ld256(y.add(4)));
@@ -304,38 +311,20 @@ macro_rules! define_kernels {
 
             #[target_feature(enable = $feat)]
             pub unsafe fn q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
+                // ggml's order (vec_dot_q8_0_q8_0, AVX2): one 8-lane fma per block.
                 let nb = check(n, w, a, 32, 34, 34);
                 let (wp, ap) = (w.as_ptr(), a.as_ptr());
-                let mut acc0 = _mm256_setzero_ps();
-                let mut acc1 = _mm256_setzero_ps();
-                let mut i = 0;
-                while i + 1 < nb {
-                    let (x0, y0) = (wp.add(i * 34), ap.add(i * 34));
-                    let (x1, y1) = (x0.add(34), y0.add(34));
-                    let p0 = $mul_sum_i8(ld256(x0.add(2)), ld256(y0.add(2)));
-                    let p1 = $mul_sum_i8(ld256(x1.add(2)), ld256(y1.add(2)));
-                    acc0 = _mm256_fmadd_ps(
-                        _mm256_set1_ps(f16_ld(x0) * f16_ld(y0)),
-                        _mm256_cvtepi32_ps(p0),
-                        acc0,
-                    );
-                    acc1 = _mm256_fmadd_ps(
-                        _mm256_set1_ps(f16_ld(x1) * f16_ld(y1)),
-                        _mm256_cvtepi32_ps(p1),
-                        acc1,
-                    );
-                    i += 2;
-                }
-                if i < nb {
-                    let (x0, y0) = (wp.add(i * 34), ap.add(i * 34));
-                    let p0 = $mul_sum_i8(ld256(x0.add(2)), ld256(y0.add(2)));
-                    acc0 = _mm256_fmadd_ps(
-                        _mm256_set1_ps(f16_ld(x0) * f16_ld(y0)),
-                        _mm256_cvtepi32_ps(p0),
-                        acc0,
+                let mut acc = _mm256_setzero_ps();
+                for i in 0..nb {
+                    let (x, y) = (wp.add(i * 34), ap.add(i * 34));
+                    let p = $mul_sum_i8(ld256(x.add(2)), ld256(y.add(2)));
+                    acc = _mm256_fmadd_ps(
+                        _mm256_set1_ps(f16_ld(x) * f16_ld(y)),
+                        _mm256_cvtepi32_ps(p),
+                        acc,
                     );
                 }
-                hsum_ps(_mm256_add_ps(acc0, acc1))
+                hsum_ps(acc)
             }
 
             #[target_feature(enable = $feat)]

@@ -19,24 +19,10 @@
 //! bounds by the length checks of the public entry (whole blocks, `ncols` activation rows).
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
-use super::z512::{h2x2, h4x2, hsum128, hsum256, hsum512};
+use super::z512::{fma_ss, fold8, hsum256, hsum_halves, hsum_i32_128, hsum_i32_512};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
-
-/// Each accumulator of an `R × C` register tile summed in `hsum512`'s fixed order, as
-/// `out[column][row]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn hsum_tile<const R: usize, const C: usize>(acc: &[[__m512; C]; R]) -> [[f32; R]; C] {
-    let mut out = [[0f32; R]; C];
-    for c in 0..C {
-        for r in 0..R {
-            out[c][r] = hsum512(acc[r][c]);
-        }
-    }
-    out
-}
 
 /// How the activation rows are laid out (the weight type's `vec_dot_type`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -232,8 +218,7 @@ struct Packed {
     row_q: Vec<u8>,
     row_sc: Vec<f32>,
     row_mn: Vec<f32>,
-    /// Legacy types with a min: per group of four blocks and row, the `d, m` pairs of the four
-    /// blocks as f32 (zeros past the row's end), as `super::z512`'s `h4x2` reads them.
+    /// Legacy types with a min: per block, the `m` of each row of the group (8 lanes).
     lm: Vec<f32>,
     /// K-quants: per step and row, the i16 sub-block scale of every i16 product lane.
     sw: Vec<i16>,
@@ -274,23 +259,13 @@ fn pack_group(
     let legacy_min = rc.min && rc.bs == 32;
     let nb = n / rc.bs;
     if legacy_min {
-        grow(&mut p.lm, nb.div_ceil(4) * gr * 8);
+        grow(&mut p.lm, nb * 8);
     }
     for (g, r) in rows.clone().enumerate() {
         let row = &w[r * rb..(r + 1) * rb];
         if legacy_min {
-            for it in 0..nb.div_ceil(4) {
-                let lm = &mut p.lm[(it * gr + g) * 8..][..8];
-                for k in 0..4 {
-                    let b = 4 * it + k;
-                    let (d, m) = if b < nb {
-                        (f16(row, b * rc.wsz), f16(row, b * rc.wsz + 2))
-                    } else {
-                        (0.0, 0.0)
-                    };
-                    lm[2 * k] = d;
-                    lm[2 * k + 1] = m;
-                }
+            for b in 0..nb {
+                p.lm[b * 8 + g] = f16(row, b * rc.wsz + 2);
             }
         }
         for (bi, blk) in row.chunks_exact(rc.wsz).enumerate() {
@@ -505,8 +480,7 @@ unsafe fn pack_group_q5_0(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let h = (p as *const u16).read_unaligned();
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    super::f16_ld(p)
 }
 
 /// Lanes 0..8 = a, 8..16 = b.
@@ -534,109 +508,86 @@ unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
 const A80: u8 = 0;
 const A81: u8 = 1;
 
-/// `R` packed rows × `C` activation columns over `steps` 64-element steps; `ACT` the
-/// activation layout, `MIN` whether a min term exists, `OFF` whether quants carry an offset.
+/// `R` packed rows × one pair of activation columns `y` (the same pointer twice for a single
+/// column) over `nb` 32-blocks, in ggml's order as `super::z512`'s legacy rows compute it: per
+/// (row, column) 8 f32 lanes (a `zmm` holds the row's two columns), one fma per block of
+/// `d·dy` × the block's 4-group i32 sums; with `MIN`, per (row, column) `summs = fma(m, s,
+/// summs)` per block (16 lanes: rows × the two columns); result `hsum_float_8 + summs`.
+/// `ACT` the activation layout, `OFF` whether the packed quants carry an offset.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn kernel<
-    const R: usize,
-    const C: usize,
-    const ACT: u8,
-    const MIN: bool,
-    const OFF: bool,
->(
+unsafe fn kernel<const R: usize, const ACT: u8, const MIN: bool, const OFF: bool>(
     off: u8,
-    steps: usize,
-    p: &Packed,
-    y: [*const u8; C],
-) -> [[f32; R]; C] {
-    let z = _mm512_setzero_si512();
-    let offv = _mm512_set1_epi8(off as i8);
-    let (qp, scp) = (p.q.as_ptr(), p.sc.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    for s in 0..steps {
-        let mut yv = [z; C];
-        let mut dyv = [_mm512_setzero_ps(); C];
-        let mut corr = [z; C];
-        for c in 0..C {
-            if ACT == A80 {
-                let yb = y[c].add(s * 2 * 34);
-                yv[c] = ld2(yb.add(2), yb.add(36));
-                dyv[c] = halves(f16_at(yb), f16_at(yb.add(34)));
-            } else if ACT == A81 {
-                let yb = y[c].add(s * 2 * 36);
-                yv[c] = ld2(yb.add(4), yb.add(40));
-                dyv[c] = halves(f16_at(yb), f16_at(yb.add(36)));
-            }
-            if OFF {
-                corr[c] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv[c]));
-            }
-        }
-        for r in 0..R {
-            let at = s * R + r;
-            let wq = _mm512_loadu_si512(qp.add(at * 64) as *const _);
-            let sc = _mm512_loadu_ps(scp.add(at * 16));
-            for c in 0..C {
-                let si = _mm512_dpbusd_epi32(corr[c], wq, yv[c]);
-                acc[r][c] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(sc, dyv[c]), acc[r][c]);
-            }
-        }
-    }
-    hsum_tile(&acc)
-}
-
-/// The Q4_1/Q5_1 min term of `R` packed rows × `C` columns (Q8_1 activations) as
-/// `super::z512`'s legacy rows accumulate it: per four blocks (two at an even-count tail) a
-/// masked fma of `d, m` × `dy, s` into the odd lanes (m·s) of 8 f32 lanes, summed last.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn lmins<const R: usize, const C: usize>(
     nb: usize,
     p: &Packed,
-    y: [*const u8; C],
-) -> [[f32; R]; C] {
-    let mut accm = [[_mm256_setzero_ps(); C]; R];
-    let mut i = 0;
-    while i + 2 <= nb {
-        let two = i + 4 <= nb;
-        let k = if two { 0xAA } else { 0x0A };
-        let it = i / 4;
-        for c in 0..C {
-            let yb = y[c].add(i * 36);
-            let yds = if two { h4x2(yb, 36) } else { h2x2(yb, 36) };
-            let yds = _mm512_castps512_ps256(yds);
-            for r in 0..R {
-                let xds = _mm256_loadu_ps(p.lm.as_ptr().add((it * R + r) * 8));
-                accm[r][c] = _mm256_mask3_fmadd_ps(xds, yds, accm[r][c], k);
-            }
+    y: [*const u8; 2],
+) -> [[f32; R]; 2] {
+    let z = _mm512_setzero_si512();
+    let offv = _mm512_set1_epi8(off as i8);
+    let (qp, scp, lmp) = (p.q.as_ptr(), p.sc.as_ptr(), p.lm.as_ptr());
+    let (asz, aq) = if ACT == A80 { (34, 2) } else { (36, 4) };
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut summs = _mm512_setzero_ps();
+    for b in 0..nb {
+        let (ya, yb) = (y[0].add(b * asz), y[1].add(b * asz));
+        let yv = ld2(ya.add(aq), yb.add(aq));
+        let dyv = halves(f16_at(ya), f16_at(yb));
+        let corr = if OFF {
+            _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv))
+        } else {
+            z
+        };
+        if MIN {
+            let m = _mm512_broadcast_f32x8(_mm256_loadu_ps(lmp.add(b * 8)));
+            summs = _mm512_fmadd_ps(m, halves(f16_at(ya.add(2)), f16_at(yb.add(2))), summs);
         }
-        i += if two { 4 } else { 2 };
-    }
-    let mut out = [[0f32; R]; C];
-    for c in 0..C {
+        // Block `b` is half `b % 2` of step `b / 2`.
+        let (s, h) = (b / 2, b % 2);
         for r in 0..R {
-            out[c][r] = hsum256(accm[r][c]);
+            let at = s * R + r;
+            let wq = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                qp.add(at * 64 + h * 32) as *const __m256i
+            ));
+            let d = _mm512_set1_ps(*scp.add(at * 16 + h * 8));
+            let si = _mm512_dpbusd_epi32(corr, wq, yv);
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(d, dyv), _mm512_cvtepi32_ps(si), acc[r]);
+        }
+    }
+    let mut ms = [0f32; 16];
+    _mm512_storeu_ps(ms.as_mut_ptr(), summs);
+    let mut out = [[0f32; R]; 2];
+    for r in 0..R {
+        let [a0, a1] = hsum_halves(acc[r]);
+        out[0][r] = a0;
+        out[1][r] = a1;
+        if MIN {
+            out[0][r] += ms[r];
+            out[1][r] += ms[8 + r];
         }
     }
     out
 }
 
 /// The K-quant tile: `R` packed rows × `C` columns over `nsb` superblocks, exactly the
-/// arithmetic of `super::z512`'s `q4_k_n`/`q5_k_n`/`q6_k_n` per (row, column): per superblock
-/// i16 products (`maddubs`) weighted by the sub-block scales into i32 lanes (`vpdpwssd`), one
-/// fma by `d·yd`; Q6_K starts the lanes at −32·Σ scale·bsum. The Q4_K/Q5_K min term is
-/// [`kmins`]'s.
+/// arithmetic of `super::z512`'s `q4_k_n`/`q5_k_n`/`q6_k_n` per (row, column), i.e. ggml's
+/// (see there): per superblock i16 products (`maddubs`) weighted by the sub-block scales into
+/// i32 lanes (`vpdpwssd`); Q6_K starts the lanes at −32·Σ scale·bsum, folds them to ggml's 8
+/// lanes and does one 8-lane fma by `d·yd`; Q4_K/Q5_K reduce them to one exact i32 per
+/// superblock (and Σ min·bsum to another) for two scalar fmas.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
     nsb: usize,
     p: &Packed,
     y: [*const u8; C],
+    alt: [bool; C],
 ) -> [[f32; R]; C] {
     let z = _mm512_setzero_si512();
     let (qp, swp) = (p.q.as_ptr(), p.sw.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    // Q6_K: 8 f32 lanes per (row, column); Q4_K/Q5_K: lane 0 = acc, lane 1 = accm.
+    let mut acc8 = [[_mm256_setzero_ps(); C]; R];
+    let mut acc = [[0f32; C]; R];
+    let mut accm = [[0f32; C]; R];
     for b in 0..nsb {
         let mut sumi = [[z; C]; R];
         if Q6 {
@@ -665,47 +616,70 @@ unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
                     sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], pr, sw);
                 }
             }
-        }
-        for c in 0..C {
-            let yd = (y[c].add(b * 292) as *const f32).read_unaligned();
-            for r in 0..R {
-                let d = _mm512_set1_ps(p.kd[b * R + r] * yd);
-                acc[r][c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+            if !Q6 {
+                // Batched order (llama.cpp's repacked Q4_K GEMM): one fma per 64-element
+                // step for the scaled dot and one for Σ min·bsum of its two sub-blocks.
+                for c in 0..C {
+                    if !alt[c] {
+                        continue;
+                    }
+                    let yb = y[c].add(b * 292);
+                    let yd = (yb as *const f32).read_unaligned();
+                    let bsum = |j: usize| {
+                        let at = yb.add(260 + 4 * j) as *const i16;
+                        at.read_unaligned() as i32 + at.add(1).read_unaligned() as i32
+                    };
+                    let (b0, b1) = (bsum(2 * k), bsum(2 * k + 1));
+                    for r in 0..R {
+                        let mins = p.kmins.as_ptr().add((b * R + r) * 16);
+                        let mi = *mins.add(2 * k) as i32 * b0 + *mins.add(2 * k + 1) as i32 * b1;
+                        let si = hsum_i32_512(sumi[r][c]);
+                        sumi[r][c] = z;
+                        acc[r][c] = fma_ss(si as f32, p.kd[b * R + r] * yd, acc[r][c]);
+                        accm[r][c] = fma_ss(mi as f32, p.kdmin[b * R + r] * yd, accm[r][c]);
+                    }
+                }
             }
         }
-    }
-    hsum_tile(&acc)
-}
-
-/// The Q4_K/Q5_K min term of `R` packed rows × `C` columns as `super::z512` accumulates it:
-/// per superblock −(dmin·yd)·Σ min·bsum over pairs of sub-blocks, four f32 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn kmins<const R: usize, const C: usize>(
-    nsb: usize,
-    p: &Packed,
-    y: [*const u8; C],
-) -> [[f32; R]; C] {
-    let mut accm = [[_mm_setzero_ps(); C]; R];
-    for b in 0..nsb {
         for c in 0..C {
             let yb = y[c].add(b * 292);
             let yd = (yb as *const f32).read_unaligned();
-            let bs = _mm256_loadu_si256(yb.add(260) as *const __m256i);
-            let bs8 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-            for r in 0..R {
-                let mins =
-                    _mm_loadu_si128(p.kmins.as_ptr().add((b * R + r) * 16) as *const __m128i);
-                let summ = _mm_cvtepi32_ps(_mm_madd_epi16(bs8, mins));
-                let dm = _mm_set1_ps(p.kdmin[b * R + r] * yd);
-                accm[r][c] = _mm_fnmadd_ps(dm, summ, accm[r][c]);
+            if Q6 && alt[c] {
+                // Batched order (llama.cpp's tiled K-quant GEMM): per superblock
+                // acc += (S·d)·dy, one exact i32 S, the multiply-add fused as GCC fuses it.
+                for r in 0..R {
+                    let si = hsum_i32_512(sumi[r][c]) as f32;
+                    acc[r][c] = fma_ss(si * p.kd[b * R + r], yd, acc[r][c]);
+                }
+            } else if Q6 {
+                for r in 0..R {
+                    let d = _mm256_set1_ps(p.kd[b * R + r] * yd);
+                    let v = _mm256_cvtepi32_ps(fold8(sumi[r][c]));
+                    acc8[r][c] = _mm256_fmadd_ps(d, v, acc8[r][c]);
+                }
+            } else if !alt[c] {
+                let bs = _mm256_loadu_si256(yb.add(260) as *const __m256i);
+                let bs8 =
+                    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                for r in 0..R {
+                    let mins =
+                        _mm_loadu_si128(p.kmins.as_ptr().add((b * R + r) * 16) as *const __m128i);
+                    let mi = hsum_i32_128(_mm_madd_epi16(bs8, mins));
+                    let si = hsum_i32_512(sumi[r][c]);
+                    acc[r][c] = fma_ss(si as f32, p.kd[b * R + r] * yd, acc[r][c]);
+                    accm[r][c] = fma_ss(mi as f32, p.kdmin[b * R + r] * yd, accm[r][c]);
+                }
             }
         }
     }
     let mut out = [[0f32; R]; C];
     for c in 0..C {
         for r in 0..R {
-            out[c][r] = hsum128(accm[r][c]);
+            out[c][r] = if Q6 && !alt[c] {
+                hsum256(acc8[r][c])
+            } else {
+                acc[r][c] - accm[r][c]
+            };
         }
     }
     out
@@ -723,20 +697,14 @@ unsafe fn run_group_k<const R: usize, const Q6: bool>(
     out: &mut [f32],
     out_stride: usize,
     r0: usize,
+    alt: &[bool],
 ) {
+    let alt_at = |c: usize| alt.get(c).copied().unwrap_or(false);
     let ap = acts.as_ptr();
     let mut c = 0;
     while c + GC <= ncols {
         let y = [ap.add(c * arb), ap.add((c + 1) * arb)];
-        let mut res = kernel_k::<R, GC, Q6>(nsb, p, y);
-        if !Q6 {
-            let m = kmins::<R, GC>(nsb, p, y);
-            for k in 0..GC {
-                for r in 0..R {
-                    res[k][r] += m[k][r];
-                }
-            }
-        }
+        let res = kernel_k::<R, GC, Q6>(nsb, p, y, [alt_at(c), alt_at(c + 1)]);
         for k in 0..GC {
             out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k]);
         }
@@ -744,13 +712,7 @@ unsafe fn run_group_k<const R: usize, const Q6: bool>(
     }
     while c < ncols {
         let y = [ap.add(c * arb)];
-        let [mut res] = kernel_k::<R, 1, Q6>(nsb, p, y);
-        if !Q6 {
-            let [m] = kmins::<R, 1>(nsb, p, y);
-            for r in 0..R {
-                res[r] += m[r];
-            }
-        }
+        let [res] = kernel_k::<R, 1, Q6>(nsb, p, y, [alt_at(c)]);
         out[c * out_stride + r0..][..R].copy_from_slice(&res);
         c += 1;
     }
@@ -769,6 +731,7 @@ unsafe fn tile_k<const Q6: bool>(
     ncols: usize,
     out: &mut [f32],
     out_stride: usize,
+    alt: &[bool],
 ) {
     let rb = n / rc.bs * rc.wsz;
     let nsb = n / 256;
@@ -786,12 +749,12 @@ unsafe fn tile_k<const Q6: bool>(
         let mut r = 0;
         while r + GRK <= nrows {
             pack(p, r..r + GRK);
-            run_group_k::<GRK, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r);
+            run_group_k::<GRK, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r, alt);
             r += GRK;
         }
         while r < nrows {
             pack(p, r..r + 1);
-            run_group_k::<1, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r);
+            run_group_k::<1, Q6>(nsb, p, acts, arb, ncols, out, out_stride, r, alt);
             r += 1;
         }
     });
@@ -820,34 +783,17 @@ unsafe fn run_group<const R: usize, const ACT: u8, const MIN: bool, const OFF: b
     r0: usize,
 ) {
     let ap = acts.as_ptr();
+    let nb = 2 * steps;
     let mut c = 0;
-    while c + GC <= ncols {
-        let y = [ap.add(c * arb), ap.add((c + 1) * arb)];
-        let mut res = kernel::<R, GC, ACT, MIN, OFF>(off, steps, p, y);
-        if MIN {
-            let m = lmins::<R, GC>(2 * steps, p, y);
-            for k in 0..GC {
-                for r in 0..R {
-                    res[k][r] += m[k][r];
-                }
-            }
-        }
-        for k in 0..GC {
+    while c < ncols {
+        // A lone last column runs as both halves of the pair.
+        let two = c + 1 < ncols;
+        let y = [ap.add(c * arb), ap.add((c + two as usize) * arb)];
+        let res = kernel::<R, ACT, MIN, OFF>(off, nb, p, y);
+        for k in 0..1 + two as usize {
             out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k]);
         }
-        c += GC;
-    }
-    while c < ncols {
-        let y = [ap.add(c * arb)];
-        let [mut res] = kernel::<R, 1, ACT, MIN, OFF>(off, steps, p, y);
-        if MIN {
-            let [m] = lmins::<R, 1>(2 * steps, p, y);
-            for r in 0..R {
-                res[r] += m[r];
-            }
-        }
-        out[c * out_stride + r0..][..R].copy_from_slice(&res);
-        c += 1;
+        c += 2;
     }
 }
 
@@ -922,6 +868,7 @@ pub(in crate::simd) unsafe fn vec_dot_tile(
     ncols: usize,
     out: &mut [f32],
     out_stride: usize,
+    alt: &[bool],
 ) {
     let rc = recipe(ty).expect("supports() checked by the caller");
     let arb = match rc.act {
@@ -953,10 +900,10 @@ pub(in crate::simd) unsafe fn vec_dot_tile(
             tile_typed::<A81, true, false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
         }
         (ActKind::Q8K, true, false) => {
-            tile_k::<false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+            tile_k::<false>(&rc, n, w, nrows, a, arb, ncols, out, out_stride, alt)
         }
         (ActKind::Q8K, false, true) => {
-            tile_k::<true>(&rc, n, w, nrows, a, arb, ncols, out, out_stride)
+            tile_k::<true>(&rc, n, w, nrows, a, arb, ncols, out, out_stride, alt)
         }
         _ => unreachable!("every recipe is one of the four kernel shapes"),
     }

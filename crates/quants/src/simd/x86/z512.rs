@@ -29,12 +29,6 @@ const PF: usize = 1024;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn rd16(p: *const u8) -> u64 {
-    (p as *const u16).read_unaligned() as u64
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn rd32(p: *const u8) -> i32 {
     (p as *const i32).read_unaligned()
 }
@@ -60,18 +54,6 @@ unsafe fn nib2(p0: *const u8, p1: *const u8) -> __m512i {
     _mm512_and_si512(v, _mm512_set1_epi8(0x0f))
 }
 
-/// Lanes 0..8 = v[a], lanes 8..16 = v[b].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn bcast2(v: __m512, a: i32, b: i32) -> __m512 {
-    let idx = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_set1_epi32(a)),
-        _mm256_set1_epi32(b),
-        1,
-    );
-    _mm512_permutexvar_ps(idx, v)
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn pf(p: *const u8) {
@@ -87,11 +69,14 @@ pub(super) unsafe fn hsum128(v: __m128) -> f32 {
 
 // ------------------------------------------------------------------ legacy types (32-blocks)
 //
-// One accumulator per row, one fma per 64-element step (two blocks) and, for types with a
-// min, one masked fma per four blocks of the m·s products (odd lanes of `d, m` × `dy, s`, an
-// 8-lane accumulator of its own, summed last): the arithmetic of the GEMM tiles
-// (`super::tile`), so a row gives bit-identical results whichever path computes it (batch
-// invariance).
+// ggml's evaluation order (`ggml_vec_dot_q4_1_q8_1` etc., x86 AVX2, llama.cpp 0c1e570): per
+// output 8 f32 lanes, one fma per 32-block of `d·dy` × the block's eight 4-element i32 sums;
+// for types with a min a scalar `summs = fma(m, s, summs)` per block; the result is
+// `hsum_float_8(acc) + summs`. Matching it bit for bit is what makes our logits equal
+// llama.cpp's (SmolLM2 Q4_1: top-1 log-probabilities within 2e-4 at every step instead of
+// 0.5). A `zmm` holds two outputs (two rows here, two columns in the GEMM tiles,
+// `super::tile`): each output's lanes see exactly ggml's operations, so every path computes
+// the same bits (batch invariance, tests/a_tile_props.rs).
 
 /// Horizontal sum of 16 lanes in one fixed order, shared with the GEMM tiles (the order of
 /// `_mm512_reduce_add_ps` is the compiler's business).
@@ -107,8 +92,7 @@ pub(super) unsafe fn hsum512(v: __m512) -> f32 {
     ))
 }
 
-/// Horizontal sum of 8 lanes in one fixed order, shared with the GEMM tiles (the legacy min
-/// terms).
+/// Horizontal sum of 8 lanes in ggml's `hsum_float_8` order.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn hsum256(v: __m256) -> f32 {
@@ -118,152 +102,149 @@ pub(super) unsafe fn hsum256(v: __m256) -> f32 {
     ))
 }
 
-/// The first four bytes of four blocks (`d` and the f16 after it) as f32: [d0, e0, .., d3, e3].
+/// `hsum_float_8` of both halves of a two-output accumulator.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn h4x2(p: *const u8, s: usize) -> __m512 {
-    _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_setr_epi32(
-        rd32(p),
-        rd32(p.add(s)),
-        rd32(p.add(2 * s)),
-        rd32(p.add(3 * s)),
-    )))
+pub(super) unsafe fn hsum_halves(v: __m512) -> [f32; 2] {
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    [hsum256(_mm512_castps512_ps256(v)), hsum256(hi)]
 }
 
-/// The first four bytes of two blocks (`d` and the f16 after it) as f32: [d0, e0, d1, e1].
+/// The first four bytes (`d` and the f16 after it) of the blocks at four pointers as f32:
+/// [d0, e0, .., d3, e3].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn h2x2(p: *const u8, s: usize) -> __m512 {
-    _mm512_castps128_ps512(_mm_cvtph_ps(_mm_setr_epi32(rd32(p), rd32(p.add(s)), 0, 0)))
+unsafe fn h4x2p(p: [*const u8; 4]) -> __m256 {
+    _mm256_cvtph_ps(_mm_setr_epi32(
+        rd32(p[0]),
+        rd32(p[1]),
+        rd32(p[2]),
+        rd32(p[3]),
+    ))
 }
 
-/// Q5 high bits of two blocks (`qh` at `p` and `p + s`) as a 64-lane byte mask.
+/// The f16 at `p` in 8 f32 lanes (a `vpbroadcastw` load: no false register dependency).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn qh2(p: *const u8, s: usize) -> u64 {
-    let a = (p as *const u32).read_unaligned() as u64;
-    let b = (p.add(s) as *const u32).read_unaligned() as u64;
+unsafe fn f16x8(p: *const u8) -> __m256 {
+    super::f16x8(p)
+}
+
+/// Q5 high bits of two blocks (`qh` at `p0` and `p1`) as a 64-lane byte mask.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn qh2(p0: *const u8, p1: *const u8) -> u64 {
+    let a = (p0 as *const u32).read_unaligned() as u64;
+    let b = (p1 as *const u32).read_unaligned() as u64;
     a | b << 32
 }
 
-/// A legacy body for `R` rows over the first `nb` (even) blocks: `$wsz`/`$asz` block bytes,
-/// `$aq` offset of the activation quants, `$min` whether the type has a min; `$si` the exact
-/// i32 dot per 4-element group of the step at weight `$xb` with activation quants `$yv`.
-/// Blocks go four at a time (scale loads shared), the steps still one after the other.
+/// 32 bytes at `p` in both halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn bcast32(p: *const u8) -> __m512i {
+    _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i))
+}
+
+/// A legacy 4-row body over `nb` blocks in ggml's order: `$wsz`/`$asz` block bytes, `$aq`
+/// offset of the activation quants, `$min` whether the type has a min, `$off` the u8 offset of
+/// the weight quants (their i8 value is `q − off`, folded in as `−off·Σy` per 4-group);
+/// `$wq` the 64 u8 quants of the blocks at `$x0` (low half) and `$x1` (high half).
 macro_rules! legacy_body {
-    ($name:ident, $wsz:expr, $asz:expr, $aq:expr, $min:expr, |$xb:ident, $yv:ident| $si:expr) => {
+    ($name:ident, $wsz:expr, $asz:expr, $aq:expr, $min:expr, $off:expr,
+     |$x0:ident, $x1:ident| $wq:expr) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
-            let mut acc = [_mm512_setzero_ps(); R];
-            // Min types: Σ m·s per block, in the odd lanes (`d, m` × `dy, s`).
-            let mut accm = [_mm256_setzero_ps(); R];
-            let mut i = 0;
-            while i + 2 <= nb {
-                // Two steps (four blocks) when there are, else the last single step.
-                let two = i + 4 <= nb;
+        unsafe fn $name(nb: usize, x: [*const u8; 4], y: *const u8) -> [f32; 4] {
+            let z = _mm512_setzero_si512();
+            let mut acc = [_mm512_setzero_ps(); 2];
+            // Odd lanes: each row's `summs` (m·s per block, one rounding each).
+            let mut summs = _mm256_setzero_ps();
+            // Lane pairs [d_r0, d_r1] and [d_r2, d_r3] of `xd · dy`, 8 lanes each.
+            let ix0 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_set1_epi32(0)),
+                _mm256_set1_epi32(2),
+                1,
+            );
+            let ix1 = _mm512_add_epi32(ix0, _mm512_set1_epi32(4));
+            for i in 0..nb {
                 let yb = y.add(i * $asz);
-                let yds = if two { h4x2(yb, $asz) } else { h2x2(yb, $asz) };
-                let y0 = ld2(yb.add($aq), yb.add($asz + $aq));
-                let y1 = if two {
-                    ld2(yb.add(2 * $asz + $aq), yb.add(3 * $asz + $aq))
+                let yv = bcast32(yb.add($aq));
+                let c = if $off != 0 {
+                    let o = _mm512_set1_epi8($off as u8 as i8);
+                    _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, o, yv))
                 } else {
-                    y0
+                    z
                 };
-                for r in 0..R {
-                    let xb0 = x[r].add(i * $wsz);
-                    pf(xb0.wrapping_add(PF));
-                    pf(xb0.wrapping_add(PF + 64));
-                    let xds = if two {
-                        h4x2(xb0, $wsz)
-                    } else {
-                        h2x2(xb0, $wsz)
-                    };
-                    let dd = _mm512_mul_ps(xds, yds);
-                    let $xb = xb0;
-                    let $yv = y0;
-                    let si: __m512i = $si;
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), bcast2(dd, 0, 2), acc[r]);
-                    if two {
-                        let $xb = xb0.add(2 * $wsz);
-                        let $yv = y1;
-                        let si: __m512i = $si;
-                        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), bcast2(dd, 4, 6), acc[r]);
-                    }
-                    if $min {
-                        let k = if two { 0xAA } else { 0x0A };
-                        let (x8, y8) = (_mm512_castps512_ps256(xds), _mm512_castps512_ps256(yds));
-                        accm[r] = _mm256_mask3_fmadd_ps(x8, y8, accm[r], k);
-                    }
+                let xb = [
+                    x[0].add(i * $wsz),
+                    x[1].add(i * $wsz),
+                    x[2].add(i * $wsz),
+                    x[3].add(i * $wsz),
+                ];
+                let xd = h4x2p(xb);
+                let dd = _mm512_castps256_ps512(_mm256_mul_ps(xd, f16x8(yb)));
+                if $min {
+                    summs = _mm256_mask3_fmadd_ps(xd, f16x8(yb.add(2)), summs, 0xAA);
                 }
-                i += if two { 4 } else { 2 };
+                for (p, ix) in [(0, ix0), (1, ix1)] {
+                    let $x0 = xb[2 * p];
+                    let $x1 = xb[2 * p + 1];
+                    if i % 4 == 0 {
+                        pf($x0.wrapping_add(PF));
+                        pf($x0.wrapping_add(PF + 64));
+                        pf($x1.wrapping_add(PF));
+                        pf($x1.wrapping_add(PF + 64));
+                    }
+                    let si = _mm512_dpbusd_epi32(c, $wq, yv);
+                    acc[p] = _mm512_fmadd_ps(
+                        _mm512_permutexvar_ps(ix, dd),
+                        _mm512_cvtepi32_ps(si),
+                        acc[p],
+                    );
+                }
             }
-            let mut out = [0f32; R];
-            for r in 0..R {
-                out[r] = if $min {
-                    hsum512(acc[r]) + hsum256(accm[r])
-                } else {
-                    hsum512(acc[r])
-                };
+            let mut ms = [0f32; 8];
+            _mm256_storeu_ps(ms.as_mut_ptr(), summs);
+            let [a0, a1] = hsum_halves(acc[0]);
+            let [a2, a3] = hsum_halves(acc[1]);
+            if $min {
+                [a0 + ms[1], a1 + ms[3], a2 + ms[5], a3 + ms[7]]
+            } else {
+                [a0, a1, a2, a3]
             }
-            out
         }
     };
 }
 
-legacy_body!(q4_0_n, 18, 34, 2, false, |xb, yv| {
-    // −8·Σy per 4-byte group folded into the accumulator start.
-    let e8 = _mm512_set1_epi8(8);
-    let c = _mm512_sub_epi32(
-        _mm512_setzero_si512(),
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), e8, yv),
-    );
-    _mm512_dpbusd_epi32(c, nib2(xb.add(2), xb.add(20)), yv)
+legacy_body!(q4_0_n, 18, 34, 2, false, 8, |x0, x1| nib2(
+    x0.add(2),
+    x1.add(2)
+));
+legacy_body!(q4_1_n, 20, 36, 4, true, 0, |x0, x1| nib2(
+    x0.add(4),
+    x1.add(4)
+));
+legacy_body!(q5_0_n, 22, 34, 2, false, 16, |x0, x1| {
+    let q = nib2(x0.add(6), x1.add(6));
+    _mm512_mask_add_epi8(q, qh2(x0.add(2), x1.add(2)), q, _mm512_set1_epi8(16))
 });
-legacy_body!(q4_1_n, 20, 36, 4, true, |xb, yv| {
-    _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib2(xb.add(4), xb.add(24)), yv)
+legacy_body!(q5_1_n, 24, 36, 4, true, 0, |x0, x1| {
+    let q = nib2(x0.add(8), x1.add(8));
+    _mm512_mask_add_epi8(q, qh2(x0.add(4), x1.add(4)), q, _mm512_set1_epi8(16))
 });
-legacy_body!(q5_0_n, 22, 34, 2, false, |xb, yv| {
-    let e16 = _mm512_set1_epi8(16);
-    let c = _mm512_sub_epi32(
-        _mm512_setzero_si512(),
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), e16, yv),
-    );
-    let q = nib2(xb.add(6), xb.add(28));
-    let q = _mm512_mask_add_epi8(q, qh2(xb.add(2), 22), q, e16);
-    _mm512_dpbusd_epi32(c, q, yv)
-});
-legacy_body!(q5_1_n, 24, 36, 4, true, |xb, yv| {
-    let q = nib2(xb.add(8), xb.add(32));
-    let q = _mm512_mask_add_epi8(q, qh2(xb.add(4), 24), q, _mm512_set1_epi8(16));
-    _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, yv)
-});
-legacy_body!(q8_0_n, 34, 34, 2, false, |xb, yv| {
-    // (x + 128) as u8 · y − 128·Σy: the same exact i32 sums as a signed dot, two ops per row
-    // (the correction depends on the activation only and is shared by the rows).
-    let e128 = _mm512_set1_epi8(-128);
-    let c = _mm512_sub_epi32(
-        _mm512_setzero_si512(),
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), e128, yv),
-    );
-    let xq = _mm512_xor_si512(ld2(xb.add(2), xb.add(36)), e128);
-    _mm512_dpbusd_epi32(c, xq, yv)
-});
+// (x + 128) as u8 · y − 128·Σy: the same exact i32 sums as ggml's signed dot.
+legacy_body!(q8_0_n, 34, 34, 2, false, 128, |x0, x1| _mm512_xor_si512(
+    ld2(x0.add(2), x1.add(2)),
+    _mm512_set1_epi8(-128)
+));
 
-/// Wrap an `R`-row body into a single-row and a 4-row entry: the 512-bit body takes the
-/// first `nb & !1` blocks, the 256-bit kernel of `super::avx512` an odd last block (rows with
-/// an odd block count have no tile kernel, so this path alone computes them).
+/// Single- and 4-row entries: one row is ggml's 256-bit kernel itself (`super::avx512`, VNNI),
+/// four rows the 512-bit body above; both give ggml's bits.
 macro_rules! legacy_entries {
-    ($one:ident, $four:ident, $body:ident, $tail1:path, $bs:expr, $wsz:expr, $asz:expr) => {
+    ($one:ident, $four:ident, $body:ident, $one256:path, $bs:expr, $wsz:expr, $asz:expr) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         pub unsafe fn $one(n: usize, w: &[u8], a: &[u8]) -> f32 {
-            let nb = check(n, w, a, $bs, $wsz, $asz);
-            let n2 = nb & !1;
-            let [s] = $body::<1>(n2, [w.as_ptr()], a.as_ptr());
-            if n2 < nb {
-                s + $tail1((nb - n2) * $bs, &w[n2 * $wsz..], &a[n2 * $asz..])
-            } else {
-                s
-            }
+            $one256(n, w, a)
         }
 
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -272,15 +253,8 @@ macro_rules! legacy_entries {
             for r in w {
                 nb = check(n, r, a, $bs, $wsz, $asz);
             }
-            let n2 = nb & !1;
             let ptrs = [w[0].as_ptr(), w[1].as_ptr(), w[2].as_ptr(), w[3].as_ptr()];
-            let mut s = $body::<4>(n2, ptrs, a.as_ptr());
-            if n2 < nb {
-                for r in 0..4 {
-                    s[r] += $tail1((nb - n2) * $bs, &w[r][n2 * $wsz..], &a[n2 * $asz..]);
-                }
-            }
-            s
+            $body(nb, ptrs, a.as_ptr())
         }
     };
 }
@@ -338,12 +312,56 @@ unsafe fn ld512(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p as *const _)
 }
 
+/// `a·b + c`, one rounding.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+}
+
+/// Σ of 4 i32 lanes (exact, wrapping as the hardware does).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn hsum_i32_128(v: __m128i) -> i32 {
+    let s = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Σ of 16 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn hsum_i32_512(v: __m512i) -> i32 {
+    let s = fold8(v);
+    hsum_i32_128(_mm_add_epi32(
+        _mm256_castsi256_si128(s),
+        _mm256_extracti128_si256(s, 1),
+    ))
+}
+
+/// i32 lanes `k` + `k + 8`: 16 lanes folded to 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn fold8(v: __m512i) -> __m256i {
+    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))
+}
+
+// The K-quant float order is ggml's (llama.cpp 0c1e570, x86): Q4_K as its repacked 8×8
+// `ggml_gemv/gemm_q4_K_8x8_q8_K` (the path llama.cpp takes for every Q4_K matrix with a row
+// count divisible by 8), per output one exact i32 per superblock for the scaled dot and one
+// for Σ min·bsum, `acc = fma(S, d·dy, acc)`, `accm = fma(M, dmin·dy, accm)`, result
+// `acc − accm`; Q6_K as `ggml_vec_dot_q6_K_q8_K` (AVX2): 8 i32 lanes per superblock (lane `k`
+// = elements `32c + 4k..+4` of every 32-chunk `c`, minus 32·Σ scale·bsum of sub-blocks `2k`,
+// `2k + 1`), one 8-lane fma by `d·dy`, `hsum_float_8` last. The integer lanes are exact, so
+// only this partition and the float sequence matter. Q5_K (no real model of ours uses it)
+// shares Q4_K's arithmetic.
+
 /// Q4_K × Q8_K, `R` rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
     let m4 = _mm256_set1_epi8(0x0f);
-    let mut acc = [_mm512_setzero_ps(); R];
-    let mut accm = [_mm_setzero_ps(); R];
+    let mut acc = [0f32; R];
+    let mut accm = [0f32; R];
     for i in 0..nb {
         let yb = y.add(i * 292);
         let yd = (yb as *const f32).read_unaligned();
@@ -364,11 +382,12 @@ unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
             let sm = _mm256_cvtepu8_epi16(k4_unpack(xb.add(4)));
             let mins = _mm256_extracti128_si256(sm, 1);
             let sc = _mm512_castsi256_si512(sm);
-            let summ = _mm_cvtepi32_ps(_mm_madd_epi16(bs8, mins));
+            // Σ min·bsum over the superblock, exact.
+            let mi = hsum_i32_128(_mm_madd_epi16(bs8, mins));
             let d = _mm_cvtph_ps(_mm_cvtsi32_si128(rd32(xb)));
-            let d = _mm_mul_ps(d, _mm_set1_ps(yd));
             // d·yd in lane 0, dmin·yd in lane 1.
-            accm[r] = _mm_fnmadd_ps(_mm_permute_ps(d, 0b01_01_01_01), summ, accm[r]);
+            let d = _mm_mul_ps(d, _mm_set1_ps(yd));
+            accm[r] = fma_ss(mi as f32, _mm_cvtss_f32(_mm_movehdup_ps(d)), accm[r]);
             let mut sumi = _mm512_setzero_si512();
             for c in 0..4 {
                 let q = _mm256_loadu_si256(xb.add(16 + 32 * c) as *const __m256i);
@@ -379,16 +398,12 @@ unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 let s = bcast_w2(sc, 2 * c as i16, 2 * c as i16 + 1);
                 sumi = _mm512_dpwssd_epi32(sumi, p, s);
             }
-            acc[r] = _mm512_fmadd_ps(
-                _mm512_set1_ps(_mm_cvtss_f32(d)),
-                _mm512_cvtepi32_ps(sumi),
-                acc[r],
-            );
+            acc[r] = fma_ss(hsum_i32_512(sumi) as f32, _mm_cvtss_f32(d), acc[r]);
         }
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = hsum512(acc[r]) + hsum128(accm[r]);
+        out[r] = acc[r] - accm[r];
     }
     out
 }
@@ -397,8 +412,8 @@ unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
     let m4 = _mm256_set1_epi8(0x0f);
-    let mut acc = [_mm512_setzero_ps(); R];
-    let mut accm = [_mm_setzero_ps(); R];
+    let mut acc = [0f32; R];
+    let mut accm = [0f32; R];
     for i in 0..nb {
         let yb = y.add(i * 292);
         let yd = (yb as *const f32).read_unaligned();
@@ -419,11 +434,12 @@ unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
             let sm = _mm256_cvtepu8_epi16(k4_unpack(xb.add(4)));
             let mins = _mm256_extracti128_si256(sm, 1);
             let sc = _mm512_castsi256_si512(sm);
-            let summ = _mm_cvtepi32_ps(_mm_madd_epi16(bs8, mins));
+            // Σ min·bsum over the superblock, exact.
+            let mi = hsum_i32_128(_mm_madd_epi16(bs8, mins));
             let d = _mm_cvtph_ps(_mm_cvtsi32_si128(rd32(xb)));
-            let d = _mm_mul_ps(d, _mm_set1_ps(yd));
             // d·yd in lane 0, dmin·yd in lane 1.
-            accm[r] = _mm_fnmadd_ps(_mm_permute_ps(d, 0b01_01_01_01), summ, accm[r]);
+            let d = _mm_mul_ps(d, _mm_set1_ps(yd));
+            accm[r] = fma_ss(mi as f32, _mm_cvtss_f32(_mm_movehdup_ps(d)), accm[r]);
             let hb = _mm256_loadu_si256(xb.add(16) as *const __m256i);
             let hb = _mm512_inserti64x4(_mm512_castsi256_si512(hb), hb, 1);
             let mut sumi = _mm512_setzero_si512();
@@ -444,16 +460,12 @@ unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 let s = bcast_w2(sc, 2 * c as i16, 2 * c as i16 + 1);
                 sumi = _mm512_dpwssd_epi32(sumi, p, s);
             }
-            acc[r] = _mm512_fmadd_ps(
-                _mm512_set1_ps(_mm_cvtss_f32(d)),
-                _mm512_cvtepi32_ps(sumi),
-                acc[r],
-            );
+            acc[r] = fma_ss(hsum_i32_512(sumi) as f32, _mm_cvtss_f32(d), acc[r]);
         }
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = hsum512(acc[r]) + hsum128(accm[r]);
+        out[r] = acc[r] - accm[r];
     }
     out
 }
@@ -463,7 +475,7 @@ unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
 unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> [f32; R] {
     let m4 = _mm512_set1_epi8(0x0f);
     let m30 = _mm512_set1_epi8(0x30);
-    let mut acc = [_mm512_setzero_ps(); R];
+    let mut acc = [_mm256_setzero_ps(); R];
     for i in 0..nb {
         let yb = y.add(i * 292);
         let yd = (yb as *const f32).read_unaligned();
@@ -504,12 +516,12 @@ unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 sumi = _mm512_dpwssd_epi32(sumi, pb, bcast_w4(sc, 8 * j as i16 + 4));
             }
             let d = f16_to_f32(xb.add(208)) * yd;
-            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(fold8(sumi)), acc[r]);
         }
     }
     let mut out = [0f32; R];
     for r in 0..R {
-        out[r] = hsum512(acc[r]);
+        out[r] = hsum256(acc[r]);
     }
     out
 }
@@ -517,7 +529,7 @@ unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn f16_to_f32(p: *const u8) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd16(p) as i32)))
+    super::f16_ld(p)
 }
 
 /// Q2_K × Q8_K, `R` rows: 64 two-bit quants per `zmm` (two shifts of the same 32 bytes), one
