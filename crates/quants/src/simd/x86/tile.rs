@@ -19,7 +19,7 @@
 //! bounds by the length checks of the public entry (whole blocks, `ncols` activation rows).
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
-use super::z512::{fma_ss, fold8, hsum256, hsum_halves, hsum_i32_128, hsum_i32_512};
+use super::z512::{fold8, hsum256, hsum_halves};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -568,12 +568,37 @@ unsafe fn kernel<const R: usize, const ACT: u8, const MIN: bool, const OFF: bool
     out
 }
 
-/// The K-quant tile: `R` packed rows × `C` columns over `nsb` superblocks, exactly the
-/// arithmetic of `super::z512`'s `q4_k_n`/`q5_k_n`/`q6_k_n` per (row, column), i.e. ggml's
-/// (see there): per superblock i16 products (`maddubs`) weighted by the sub-block scales into
-/// i32 lanes (`vpdpwssd`); Q6_K starts the lanes at −32·Σ scale·bsum, folds them to ggml's 8
-/// lanes and does one 8-lane fma by `d·yd`; Q4_K/Q5_K reduce them to one exact i32 per
-/// superblock (and Σ min·bsum to another) for two scalar fmas.
+/// Eight i32 vectors' lane sums as the 8 lanes of one vector (exact; a transposing add tree).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tree8(v: &[__m512i; 8]) -> __m256i {
+    let r2 = |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    let r4 = |ab, cd| _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    // Per 128-bit lane: partial sums of [v0, v1, v2, v3] and [v4, v5, v6, v7].
+    let s1 = fold8(r4(r2(v[0], v[1]), r2(v[2], v[3])));
+    let s2 = fold8(r4(r2(v[4], v[5]), r2(v[6], v[7])));
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256(s1, s2, 0x20),
+        _mm256_permute2x128_si256(s1, s2, 0x31),
+    )
+}
+
+/// Rows × columns of a K-quant register tile as 8 output lanes, lane `c·4 + r`.
+const KR: usize = 4;
+
+/// The K-quant tile: `R` (≤ 4) packed rows × `C` (≤ 2) columns over `nsb` superblocks with
+/// exactly the per-(row, column) arithmetic of `super::z512`'s `q4_k_n`/`q5_k_n`/`q6_k_n`
+/// (ggml's single-token order, see there) or, for columns with `alt` set, of llama.cpp's
+/// batched kernels (`crate::vec_dot_tile_batched`). Integer part: per 64-element step i16
+/// products (`maddubs`) weighted by the sub-block scales into i32 lanes (`vpdpwssd`). The
+/// float part runs with one output per lane (lane `c·4 + r`), the i32 lanes reduced to it by
+/// [`tree8`]:
+/// - Q4_K/Q5_K: per step `S` and `M` (Σ min·bsum of its two sub-blocks); batched columns do
+///   `acc = fma(S, d·dy, acc)`, `accm = fma(M, dmin·dy, accm)` per step, the others once per
+///   superblock with the superblock's sums; result `acc − accm`.
+/// - Q6_K: lanes start at −32·Σ scale·bsum; batched columns `acc = fma(S·d, dy, acc)` per
+///   superblock, the others ggml's 8 lanes per output (`fold8`), one fma by `d·dy`,
+///   `hsum_float_8` last.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
@@ -582,14 +607,39 @@ unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
     y: [*const u8; C],
     alt: [bool; C],
 ) -> [[f32; R]; C] {
+    const { assert!(R <= KR && C <= 2) };
     let z = _mm512_setzero_si512();
     let (qp, swp) = (p.q.as_ptr(), p.sw.as_ptr());
-    // Q6_K: 8 f32 lanes per (row, column); Q4_K/Q5_K: lane 0 = acc, lane 1 = accm.
-    let mut acc8 = [[_mm256_setzero_ps(); C]; R];
-    let mut acc = [[0f32; C]; R];
-    let mut accm = [[0f32; C]; R];
+    let mut kalt: __mmask8 = 0;
+    for c in 0..C {
+        if alt[c] {
+            kalt |= (((1u32 << R) - 1) << (c * KR)) as u8;
+        }
+    }
+    // Q6_K single-token order: 8 f32 lanes per (row, column).
+    let mut acc6 = [[_mm256_setzero_ps(); C]; R];
+    // One output per lane.
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = _mm256_setzero_ps();
+    let mut dd = [0f32; 8];
+    let mut dm = [0f32; 8];
+    let mut yd8 = [0f32; 8];
+    let mut kd8 = [0f32; 8];
     for b in 0..nsb {
+        for c in 0..C {
+            let yd = (y[c].add(b * 292) as *const f32).read_unaligned();
+            for r in 0..R {
+                let o = c * KR + r;
+                dd[o] = p.kd[b * R + r] * yd;
+                dm[o] = p.kdmin[b * R + r] * yd;
+                yd8[o] = yd;
+                kd8[o] = p.kd[b * R + r];
+            }
+        }
+        let (ddv, dmv) = (_mm256_loadu_ps(dd.as_ptr()), _mm256_loadu_ps(dm.as_ptr()));
         let mut sumi = [[z; C]; R];
+        // Q4_K/Q5_K: Σ min·bsum per step (lane k of `mk`), then per step across outputs.
+        let mut mt = [_mm256_setzero_si256(); 4];
         if Q6 {
             for c in 0..C {
                 let bs = _mm256_loadu_si256(y[c].add(b * 292 + 260) as *const __m256i);
@@ -600,7 +650,32 @@ unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
                     sumi[r][c] = _mm512_sub_epi32(z, _mm512_zextsi256_si512(corr));
                 }
             }
+        } else {
+            let mut mk = [_mm_setzero_si128(); 8];
+            for c in 0..C {
+                let bs = _mm256_loadu_si256(y[c].add(b * 292 + 260) as *const __m256i);
+                let bs8 =
+                    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                for r in 0..R {
+                    let mins =
+                        _mm_loadu_si128(p.kmins.as_ptr().add((b * R + r) * 16) as *const __m128i);
+                    mk[c * KR + r] = _mm_madd_epi16(bs8, mins);
+                }
+            }
+            // Transpose: mt[k] lane o = M of output o at step k.
+            let y4: [__m256i; 4] = std::array::from_fn(|j| _mm256_set_m128i(mk[j + 4], mk[j]));
+            let t0 = _mm256_unpacklo_epi32(y4[0], y4[1]);
+            let t1 = _mm256_unpackhi_epi32(y4[0], y4[1]);
+            let t2 = _mm256_unpacklo_epi32(y4[2], y4[3]);
+            let t3 = _mm256_unpackhi_epi32(y4[2], y4[3]);
+            mt = [
+                _mm256_unpacklo_epi64(t0, t2),
+                _mm256_unpackhi_epi64(t0, t2),
+                _mm256_unpacklo_epi64(t1, t3),
+                _mm256_unpackhi_epi64(t1, t3),
+            ];
         }
+        let mut ssb = _mm256_setzero_si256();
         for k in 0..4 {
             let s = b * 4 + k;
             let mut yv = [z; C];
@@ -617,68 +692,64 @@ unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
                 }
             }
             if !Q6 {
-                // Batched order (llama.cpp's repacked Q4_K GEMM): one fma per 64-element
-                // step for the scaled dot and one for Σ min·bsum of its two sub-blocks.
+                let mut v = [z; 8];
                 for c in 0..C {
-                    if !alt[c] {
-                        continue;
-                    }
-                    let yb = y[c].add(b * 292);
-                    let yd = (yb as *const f32).read_unaligned();
-                    let bsum = |j: usize| {
-                        let at = yb.add(260 + 4 * j) as *const i16;
-                        at.read_unaligned() as i32 + at.add(1).read_unaligned() as i32
-                    };
-                    let (b0, b1) = (bsum(2 * k), bsum(2 * k + 1));
                     for r in 0..R {
-                        let mins = p.kmins.as_ptr().add((b * R + r) * 16);
-                        let mi = *mins.add(2 * k) as i32 * b0 + *mins.add(2 * k + 1) as i32 * b1;
-                        let si = hsum_i32_512(sumi[r][c]);
+                        v[c * KR + r] = sumi[r][c];
                         sumi[r][c] = z;
-                        acc[r][c] = fma_ss(si as f32, p.kd[b * R + r] * yd, acc[r][c]);
-                        accm[r][c] = fma_ss(mi as f32, p.kdmin[b * R + r] * yd, accm[r][c]);
                     }
+                }
+                let s8 = tree8(&v);
+                ssb = _mm256_add_epi32(ssb, s8);
+                if kalt != 0 {
+                    acc = _mm256_mask3_fmadd_ps(_mm256_cvtepi32_ps(s8), ddv, acc, kalt);
+                    accm = _mm256_mask3_fmadd_ps(_mm256_cvtepi32_ps(mt[k]), dmv, accm, kalt);
                 }
             }
         }
-        for c in 0..C {
-            let yb = y[c].add(b * 292);
-            let yd = (yb as *const f32).read_unaligned();
-            if Q6 && alt[c] {
-                // Batched order (llama.cpp's tiled K-quant GEMM): per superblock
-                // acc += (S·d)·dy, one exact i32 S, the multiply-add fused as GCC fuses it.
-                for r in 0..R {
-                    let si = hsum_i32_512(sumi[r][c]) as f32;
-                    acc[r][c] = fma_ss(si * p.kd[b * R + r], yd, acc[r][c]);
+        if Q6 {
+            if kalt != 0 {
+                let mut v = [z; 8];
+                for c in 0..C {
+                    for r in 0..R {
+                        v[c * KR + r] = sumi[r][c];
+                    }
                 }
-            } else if Q6 {
+                let t = _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(tree8(&v)),
+                    _mm256_loadu_ps(kd8.as_ptr()),
+                );
+                acc = _mm256_mask3_fmadd_ps(t, _mm256_loadu_ps(yd8.as_ptr()), acc, kalt);
+            }
+            for c in 0..C {
+                if alt[c] {
+                    continue;
+                }
                 for r in 0..R {
-                    let d = _mm256_set1_ps(p.kd[b * R + r] * yd);
+                    let d = _mm256_set1_ps(dd[c * KR + r]);
                     let v = _mm256_cvtepi32_ps(fold8(sumi[r][c]));
-                    acc8[r][c] = _mm256_fmadd_ps(d, v, acc8[r][c]);
-                }
-            } else if !alt[c] {
-                let bs = _mm256_loadu_si256(yb.add(260) as *const __m256i);
-                let bs8 =
-                    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-                for r in 0..R {
-                    let mins =
-                        _mm_loadu_si128(p.kmins.as_ptr().add((b * R + r) * 16) as *const __m128i);
-                    let mi = hsum_i32_128(_mm_madd_epi16(bs8, mins));
-                    let si = hsum_i32_512(sumi[r][c]);
-                    acc[r][c] = fma_ss(si as f32, p.kd[b * R + r] * yd, acc[r][c]);
-                    accm[r][c] = fma_ss(mi as f32, p.kdmin[b * R + r] * yd, accm[r][c]);
+                    acc6[r][c] = _mm256_fmadd_ps(d, v, acc6[r][c]);
                 }
             }
+        } else if kalt != 0xff {
+            let msb = _mm256_add_epi32(
+                _mm256_add_epi32(mt[0], mt[1]),
+                _mm256_add_epi32(mt[2], mt[3]),
+            );
+            let k1 = !kalt;
+            acc = _mm256_mask3_fmadd_ps(_mm256_cvtepi32_ps(ssb), ddv, acc, k1);
+            accm = _mm256_mask3_fmadd_ps(_mm256_cvtepi32_ps(msb), dmv, accm, k1);
         }
     }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_sub_ps(acc, accm));
     let mut out = [[0f32; R]; C];
     for c in 0..C {
         for r in 0..R {
             out[c][r] = if Q6 && !alt[c] {
-                hsum256(acc8[r][c])
+                hsum256(acc6[r][c])
             } else {
-                acc[r][c] - accm[r][c]
+                lanes[c * KR + r]
             };
         }
     }
