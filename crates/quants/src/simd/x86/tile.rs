@@ -508,38 +508,43 @@ unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
 const A80: u8 = 0;
 const A81: u8 = 1;
 
-/// `R` packed rows × one pair of activation columns `y` (the same pointer twice for a single
-/// column) over `nb` 32-blocks, in ggml's order as `super::z512`'s legacy rows compute it: per
-/// (row, column) 8 f32 lanes (a `zmm` holds the row's two columns), one fma per block of
-/// `d·dy` × the block's 4-group i32 sums; with `MIN`, per (row, column) `summs = fma(m, s,
-/// summs)` per block (16 lanes: rows × the two columns); result `hsum_float_8 + summs`.
-/// `ACT` the activation layout, `OFF` whether the packed quants carry an offset.
+/// `R` packed rows × `P` pairs of activation columns `y` (a lone column: the same pointer
+/// twice) over `nb` 32-blocks, in ggml's order as `super::z512`'s legacy rows compute it: per
+/// (row, column) 8 f32 lanes (a `zmm` holds the row's two columns of a pair), one fma per
+/// block of `d·dy` × the block's 4-group i32 sums; with `MIN`, per (row, column) `summs =
+/// fma(m, s, summs)` per block (16 lanes per pair: rows × its two columns); result
+/// `hsum_float_8 + summs`. `ACT` the activation layout, `OFF` whether the packed quants carry
+/// an offset. Each weight block is loaded once per block for all `2·P` columns.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn kernel<const R: usize, const ACT: u8, const MIN: bool, const OFF: bool>(
+unsafe fn kernel<const R: usize, const P: usize, const ACT: u8, const MIN: bool, const OFF: bool>(
     off: u8,
     nb: usize,
     p: &Packed,
-    y: [*const u8; 2],
-) -> [[f32; R]; 2] {
+    y: [[*const u8; 2]; P],
+) -> [[[f32; R]; 2]; P] {
     let z = _mm512_setzero_si512();
     let offv = _mm512_set1_epi8(off as i8);
     let (qp, scp, lmp) = (p.q.as_ptr(), p.sc.as_ptr(), p.lm.as_ptr());
     let (asz, aq) = if ACT == A80 { (34, 2) } else { (36, 4) };
-    let mut acc = [_mm512_setzero_ps(); R];
-    let mut summs = _mm512_setzero_ps();
+    let mut acc = [[_mm512_setzero_ps(); P]; R];
+    let mut summs = [_mm512_setzero_ps(); P];
     for b in 0..nb {
-        let (ya, yb) = (y[0].add(b * asz), y[1].add(b * asz));
-        let yv = ld2(ya.add(aq), yb.add(aq));
-        let dyv = halves(f16_at(ya), f16_at(yb));
-        let corr = if OFF {
-            _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv))
-        } else {
-            z
-        };
-        if MIN {
-            let m = _mm512_broadcast_f32x8(_mm256_loadu_ps(lmp.add(b * 8)));
-            summs = _mm512_fmadd_ps(m, halves(f16_at(ya.add(2)), f16_at(yb.add(2))), summs);
+        let mut yv = [z; P];
+        let mut dyv = [_mm512_setzero_ps(); P];
+        let mut corr = [z; P];
+        for q in 0..P {
+            let (ya, yb) = (y[q][0].add(b * asz), y[q][1].add(b * asz));
+            yv[q] = ld2(ya.add(aq), yb.add(aq));
+            dyv[q] = halves(f16_at(ya), f16_at(yb));
+            if OFF {
+                corr[q] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv[q]));
+            }
+            if MIN {
+                let m = _mm512_broadcast_f32x8(_mm256_loadu_ps(lmp.add(b * 8)));
+                let sv = halves(f16_at(ya.add(2)), f16_at(yb.add(2)));
+                summs[q] = _mm512_fmadd_ps(m, sv, summs[q]);
+            }
         }
         // Block `b` is half `b % 2` of step `b / 2`.
         let (s, h) = (b / 2, b % 2);
@@ -549,20 +554,25 @@ unsafe fn kernel<const R: usize, const ACT: u8, const MIN: bool, const OFF: bool
                 qp.add(at * 64 + h * 32) as *const __m256i
             ));
             let d = _mm512_set1_ps(*scp.add(at * 16 + h * 8));
-            let si = _mm512_dpbusd_epi32(corr, wq, yv);
-            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(d, dyv), _mm512_cvtepi32_ps(si), acc[r]);
+            for q in 0..P {
+                let si = _mm512_dpbusd_epi32(corr[q], wq, yv[q]);
+                acc[r][q] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(d, dyv[q]), _mm512_cvtepi32_ps(si), acc[r][q]);
+            }
         }
     }
-    let mut ms = [0f32; 16];
-    _mm512_storeu_ps(ms.as_mut_ptr(), summs);
-    let mut out = [[0f32; R]; 2];
-    for r in 0..R {
-        let [a0, a1] = hsum_halves(acc[r]);
-        out[0][r] = a0;
-        out[1][r] = a1;
-        if MIN {
-            out[0][r] += ms[r];
-            out[1][r] += ms[8 + r];
+    let mut out = [[[0f32; R]; 2]; P];
+    for q in 0..P {
+        let mut ms = [0f32; 16];
+        _mm512_storeu_ps(ms.as_mut_ptr(), summs[q]);
+        for r in 0..R {
+            let [a0, a1] = hsum_halves(acc[r][q]);
+            out[q][0][r] = a0;
+            out[q][1][r] = a1;
+            if MIN {
+                out[q][0][r] += ms[r];
+                out[q][1][r] += ms[8 + r];
+            }
         }
     }
     out
@@ -855,12 +865,21 @@ unsafe fn run_group<const R: usize, const ACT: u8, const MIN: bool, const OFF: b
 ) {
     let ap = acts.as_ptr();
     let nb = 2 * steps;
+    let col = |c: usize| ap.add(c * arb);
     let mut c = 0;
+    // Four columns (two pairs) per pass while there are, then a pair (a lone last column runs
+    // as both halves of one).
+    while c + 4 <= ncols {
+        let y = [[col(c), col(c + 1)], [col(c + 2), col(c + 3)]];
+        let res = kernel::<R, 2, ACT, MIN, OFF>(off, nb, p, y);
+        for k in 0..4 {
+            out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k / 2][k % 2]);
+        }
+        c += 4;
+    }
     while c < ncols {
-        // A lone last column runs as both halves of the pair.
         let two = c + 1 < ncols;
-        let y = [ap.add(c * arb), ap.add((c + two as usize) * arb)];
-        let res = kernel::<R, ACT, MIN, OFF>(off, nb, p, y);
+        let [res] = kernel::<R, 1, ACT, MIN, OFF>(off, nb, p, [[col(c), col(c + two as usize)]]);
         for k in 0..1 + two as usize {
             out[(c + k) * out_stride + r0..][..R].copy_from_slice(&res[k]);
         }
