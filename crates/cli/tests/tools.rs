@@ -1,8 +1,10 @@
 //! `ferrite quantize`, `perplexity`, `bench` end to end.
 //!
 //! Oracles: llama.cpp's `llama-perplexity -f GPL-3 -c 512` figures in
-//! refdata/llamacpp/*/perplexity_gpl3.json (final PPL and running per-chunk values), within
-//! 0.5%; a model compared against its own saved log-probs has KLD < 1e-4 and 100% top-token
+//! refdata/llamacpp/*/perplexity_gpl3.json (final PPL and running per-chunk values): SmolLM2's
+//! equal to the 4 printed decimals at every chunk (its kernels, flash attention included,
+//! follow llama.cpp's float order), Gemma 3's first four chunks within 0.5% (see the note
+//! there); a model compared against its own saved log-probs has KLD < 1e-4 and 100% top-token
 //! agreement (the file format stores log-probs to 16 bits over a 16-nat range).
 
 use std::path::Path;
@@ -154,14 +156,26 @@ fn perplexity_smollm2_full_file_matches_llama_cpp() {
     let r = reference(m);
     let want = r["final_ppl"].as_f64().unwrap();
     let (ppl, err) = final_ppl(&out);
-    assert_eq!(running_values(&out).len(), 14);
-    assert!(
-        (ppl / want - 1.0).abs() < 0.005,
-        "PPL {ppl} vs llama.cpp {want}"
-    );
+    let got = running_values(&out);
+    let want_run: Vec<f64> = r["running_ppl_per_chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), 14);
+    // Equal as printed (4 decimals): the same log-probabilities to ~1e-7.
+    for (i, (g, w)) in got.iter().zip(&want_run).enumerate() {
+        assert!(
+            (g - w).abs() < 5e-5,
+            "chunk {}: {g} vs llama.cpp {w}",
+            i + 1
+        );
+    }
+    assert!((ppl - want).abs() < 5e-5, "PPL {ppl} vs llama.cpp {want}");
     let want_err = r["final_ppl_stderr"].as_f64().unwrap();
     assert!(
-        (err / want_err - 1.0).abs() < 0.02,
+        (err - want_err).abs() < 5e-6,
         "stderr {err} vs llama.cpp {want_err}"
     );
 }
@@ -186,6 +200,10 @@ fn perplexity_gemma3_first_chunks_match_llama_cpp() {
     let r = reference(m);
     let want = r["running_ppl_per_chunk"][3].as_f64().unwrap();
     assert_eq!(got.len(), 4);
+    // Not exact yet (0.35% off after 4 chunks), although a single 512-token sequence gives
+    // llama.cpp's logits bit for bit (examples/layer_diff.rs): llama-perplexity runs 4
+    // sequences per batch, and something in that layout (Gemma's sliding-window cache?)
+    // differs. Open in the engine issue.
     assert!(
         (got[3] / want - 1.0).abs() < 0.005,
         "running PPL after 4 chunks {} vs llama.cpp {want}",

@@ -33,14 +33,39 @@ pub struct KvView<'a> {
     pub v: &'a [u8],
 }
 
-/// Per-thread buffers (the converted query, the f16 V accumulator), allocated once.
+/// Per-thread buffers (the converted query, the f16 V accumulator, the tiled path's K tile),
+/// allocated once (the tiled path's grow on first use).
 pub struct AttnScratch {
     threads: Vec<ThreadBufs>,
+    /// Tiled path: per group, the cell of each position of its range.
+    cell_of: Vec<u32>,
 }
 
 struct ThreadBufs {
     q: Vec<u8>,
     acc16: Vec<u16>,
+    /// Tiled path: K of one 64-position tile transposed to f32, `(head_dim, 64)`.
+    kt: Vec<f32>,
+    /// Tiled path: per (token, head) of an item, the running max and sum.
+    ms: Vec<(f32, f32)>,
+    /// Tiled path: per token of an item, its cursor in its visibility list.
+    cur: Vec<usize>,
+    vrow: Vec<f32>,
+}
+
+/// Positions per tile of llama.cpp's tiled CPU flash attention (`GGML_FA_TILE_KV` cells of a
+/// cache whose cells hold a sequence's positions in order); llama.cpp takes that path for
+/// batches of ≥ `GGML_FA_TILE_Q` = 64 query tokens (F16/F32 caches).
+pub const FA_TILE: usize = 64;
+
+/// Which tokens use llama.cpp's tiled flash-attention order (`tiled[t]`), their sequences
+/// (`seq[t]`) and the position of every visible cell (`pos`, parallel to the visibility list,
+/// position order within a token's list).
+#[derive(Clone, Copy)]
+pub struct AttnTiles<'a> {
+    pub tiled: &'a [bool],
+    pub seq: &'a [u32],
+    pub pos: &'a [u32],
 }
 
 impl AttnScratch {
@@ -50,8 +75,13 @@ impl AttnScratch {
                 .map(|_| ThreadBufs {
                     q: vec![0; head_dim * 4],
                     acc16: vec![0; head_dim_v],
+                    kt: Vec::new(),
+                    ms: Vec::new(),
+                    cur: Vec::new(),
+                    vrow: Vec::new(),
                 })
                 .collect(),
+            cell_of: Vec::new(),
         }
     }
 }
@@ -76,8 +106,48 @@ pub fn attention(
     out: &mut [f32],
     scratch: &mut AttnScratch,
 ) -> Result<(), ComputeError> {
+    attention_tiled(pool, p, q, kv, visible, vis_off, None, out, scratch)
+}
+
+/// [`attention`], with the tokens `tiles.tiled` marks (F16/F32 caches) computed in the order
+/// of llama.cpp's tiled CPU flash attention (`ggml_compute_forward_flash_attn_ext_tiled`,
+/// 0c1e570) instead of its one-row online softmax: `q·k` in f32 (no f16 query), one fma
+/// chain over the head dimension per score; per 64-position tile the max, then ggml's
+/// vectorized `expf` of `s − max` and their sum in f64 per 16 lanes (GCC's
+/// `_mm512_reduce_add_ps` order), the previous state rescaled by libm `expf` when the max
+/// grows; an f32 V accumulator, one fma per visible cell in position order; last `·1/S`.
+/// Per (token, head) the result does not depend on the other tokens.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_tiled(
+    pool: &ThreadPool,
+    p: &AttnParams,
+    q: &[f32],
+    kv: &KvView<'_>,
+    visible: &[u32],
+    vis_off: &[usize],
+    tiles: Option<AttnTiles<'_>>,
+    out: &mut [f32],
+    scratch: &mut AttnScratch,
+) -> Result<(), ComputeError> {
     let n_tokens = vis_off.len() - 1;
     check_shapes(p, q, kv, out, n_tokens)?;
+    let tiles = tiles
+        .filter(|t| matches!(kv.ty, GgmlType::F16 | GgmlType::F32) && t.tiled.iter().any(|&x| x));
+    if let Some(t) = tiles {
+        for (what, got, want) in [
+            ("attention tiled flags", t.tiled.len(), n_tokens),
+            ("attention token sequences", t.seq.len(), n_tokens),
+            ("attention visible positions", t.pos.len(), visible.len()),
+        ] {
+            if got != want {
+                return Err(ComputeError::Shape {
+                    what,
+                    expected: want,
+                    got,
+                });
+            }
+        }
+    }
     if scratch.threads.len() < pool.n_threads() {
         return Err(ComputeError::Shape {
             what: "attention scratch threads",
@@ -115,6 +185,9 @@ pub fn attention(
         let bufs = unsafe { &mut sptr.slice(ith, 1)[0] };
         {
             let (t, h) = (item / p.n_head, item % p.n_head);
+            if tiles.is_some_and(|tl| tl.tiled[t]) {
+                return;
+            }
             let hk = h / group;
             let cells = &visible[vis_off[t]..vis_off[t + 1]];
             let qh = &q[(t * p.n_head + h) * kd..][..kd];
@@ -174,7 +247,258 @@ pub fn attention(
             o.iter_mut().for_each(|a| *a *= inv);
         }
     });
+    if let Some(tl) = tiles {
+        tiled_groups(pool, p, scale, q, kv, visible, vis_off, tl, optr, scratch);
+    }
     Ok(())
+}
+
+/// The tiled tokens of [`attention_tiled`], one item per (sequence, KV head): every 64-position
+/// tile's K transposed to f32 once, then each (token, query head) of the item against it.
+#[allow(clippy::too_many_arguments)]
+fn tiled_groups(
+    pool: &ThreadPool,
+    p: &AttnParams,
+    scale: f32,
+    q: &[f32],
+    kv: &KvView<'_>,
+    visible: &[u32],
+    vis_off: &[usize],
+    tl: AttnTiles<'_>,
+    optr: SendPtr<f32>,
+    scratch: &mut AttnScratch,
+) {
+    let n_tokens = vis_off.len() - 1;
+    // Sequences with tiled tokens, in first-seen order (few).
+    let mut seqs: Vec<u32> = Vec::new();
+    for t in 0..n_tokens {
+        if tl.tiled[t] && !seqs.contains(&tl.seq[t]) {
+            seqs.push(tl.seq[t]);
+        }
+    }
+    // Per sequence: position range and cell of each position (u32::MAX: none).
+    let mut ranges = Vec::with_capacity(seqs.len());
+    let cell_of = &mut scratch.cell_of;
+    cell_of.clear();
+    for &s in &seqs {
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        for t in (0..n_tokens).filter(|&t| tl.tiled[t] && tl.seq[t] == s) {
+            for &ps in &tl.pos[vis_off[t]..vis_off[t + 1]] {
+                lo = lo.min(ps);
+                hi = hi.max(ps + 1);
+            }
+        }
+        if lo >= hi {
+            (lo, hi) = (0, 0);
+        }
+        // Tile-aligned start so tiles index from 0.
+        let lo = lo / FA_TILE as u32 * FA_TILE as u32;
+        let base = cell_of.len();
+        cell_of.resize(base + (hi - lo) as usize, u32::MAX);
+        for t in (0..n_tokens).filter(|&t| tl.tiled[t] && tl.seq[t] == s) {
+            let r = vis_off[t]..vis_off[t + 1];
+            for (&c, &ps) in visible[r.clone()].iter().zip(&tl.pos[r]) {
+                cell_of[base + (ps - lo) as usize] = c;
+            }
+        }
+        ranges.push((s, lo, hi, base));
+    }
+    let cell_of = &scratch.cell_of;
+    let group = p.n_head / p.n_head_kv;
+    let (kd, vd) = (p.head_dim, p.head_dim_v);
+    let es = elt_size(kv.ty);
+    let (k_stride, v_stride) = (p.n_head_kv * kd * es, p.n_head_kv * vd * es);
+    let f16 = kv.ty == GgmlType::F16;
+    let ld = move |b: &[u8], i: usize| -> f32 {
+        if f16 {
+            half::f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f32()
+        } else {
+            f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+        }
+    };
+    let sptr = SendPtr::new(&mut scratch.threads);
+    let ranges = &ranges;
+    pool.for_each(ranges.len() * p.n_head_kv, &|item, ith| {
+        // SAFETY: each thread uses only its own scratch entry.
+        let bufs = unsafe { &mut sptr.slice(ith, 1)[0] };
+        let (gi, hk) = (item / p.n_head_kv, item % p.n_head_kv);
+        let (s, lo, hi, base) = ranges[gi];
+        let toks: Vec<usize> = (0..n_tokens)
+            .filter(|&t| tl.tiled[t] && tl.seq[t] == s)
+            .collect();
+        let rows = toks.len() * group;
+        bufs.ms.clear();
+        bufs.ms.resize(rows, (f32::NEG_INFINITY, 0.0));
+        bufs.cur.clear();
+        bufs.cur.extend(toks.iter().map(|&t| vis_off[t]));
+        bufs.kt.resize(kd * FA_TILE, 0.0);
+        bufs.vrow.resize(vd, 0.0);
+        for (ti, &t) in toks.iter().enumerate() {
+            for j in 0..group {
+                // SAFETY: (t, h) output rows are disjoint between items.
+                let o = unsafe { optr.slice((t * p.n_head + hk * group + j) * vd, vd) };
+                o.fill(0.0);
+                let _ = ti;
+            }
+        }
+        let mut t0 = lo;
+        while t0 < hi {
+            let t1 = (t0 + FA_TILE as u32).min(hi);
+            // K of the tile, transposed: kt[d·64 + lane] (0 where no cell).
+            bufs.kt.fill(0.0);
+            for ps in t0..t1 {
+                let c = cell_of[base + (ps - lo) as usize];
+                if c == u32::MAX {
+                    continue;
+                }
+                let kr = &kv.k[c as usize * k_stride + hk * kd * es..][..kd * es];
+                let lane = (ps - t0) as usize;
+                for d in 0..kd {
+                    bufs.kt[d * FA_TILE + lane] = ld(kr, d);
+                }
+            }
+            for (ti, &t) in toks.iter().enumerate() {
+                // This token's visible positions inside the tile, as lanes.
+                let end = vis_off[t + 1];
+                let mut cur = bufs.cur[ti];
+                let mut mask = 0u64;
+                while cur < end && tl.pos[cur] < t1 {
+                    mask |= 1 << (tl.pos[cur] - t0);
+                    cur += 1;
+                }
+                let first = bufs.cur[ti];
+                bufs.cur[ti] = cur;
+                if mask == 0 {
+                    continue;
+                }
+                for j in 0..group {
+                    let h = hk * group + j;
+                    let qh = &q[(t * p.n_head + h) * kd..][..kd];
+                    let mut kq = [0f32; FA_TILE];
+                    scores(qh, &bufs.kt, &mut kq);
+                    let mut tmax = f32::NEG_INFINITY;
+                    for (l, v) in kq.iter_mut().enumerate() {
+                        if mask >> l & 1 == 0 {
+                            *v = f32::NEG_INFINITY;
+                            continue;
+                        }
+                        *v *= scale;
+                        if p.softcap > 0.0 {
+                            *v = v.tanh() * p.softcap;
+                        }
+                        tmax = tmax.max(*v);
+                    }
+                    let (m, sum) = &mut bufs.ms[ti * group + j];
+                    // SAFETY: as above.
+                    let o = unsafe { optr.slice((t * p.n_head + h) * vd, vd) };
+                    let mnew = m.max(tmax);
+                    if mnew > *m {
+                        let ms = (*m - mnew).exp();
+                        o.iter_mut().for_each(|a| *a *= ms);
+                        *sum *= ms;
+                    }
+                    *m = mnew;
+                    let tsum = softmax_tile(&mut kq, mnew);
+                    *sum = (*sum as f64 + tsum) as f32;
+                    for x in first..cur {
+                        let w = kq[(tl.pos[x] - t0) as usize];
+                        let c = visible[x] as usize;
+                        let vr = &kv.v[c * v_stride + hk * vd * es..][..vd * es];
+                        mad_row(o, vr, w, f16, &mut bufs.vrow);
+                    }
+                }
+            }
+            t0 = t1;
+        }
+        for (ti, &t) in toks.iter().enumerate() {
+            for j in 0..group {
+                let (_, sum) = bufs.ms[ti * group + j];
+                // SAFETY: as above.
+                let o = unsafe { optr.slice((t * p.n_head + hk * group + j) * vd, vd) };
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                o.iter_mut().for_each(|a| *a *= inv);
+            }
+        }
+    });
+}
+
+/// AVX-512F kernels usable (checked once; FERRITE_NO_SIMD turns them off).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        std::env::var_os("FERRITE_NO_SIMD").is_none() && is_x86_feature_detected!("avx512f")
+    })
+}
+
+/// `kq[l] = Σ_d q[d]·kt[d·64 + l]`, one fma chain per lane in `d` order (as ggml's
+/// `simd_gemm` over a zeroed tile).
+fn scores(q: &[f32], kt: &[f32], kq: &mut [f32; FA_TILE]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: avx512f checked; `kt` holds q.len() rows of 64.
+        unsafe { x86::scores(q, kt, kq) };
+        return;
+    }
+    kq.fill(0.0);
+    for (d, &qd) in q.iter().enumerate() {
+        let row = &kt[d * FA_TILE..(d + 1) * FA_TILE];
+        for (a, &k) in kq.iter_mut().zip(row) {
+            *a = qd.mul_add(k, *a);
+        }
+    }
+}
+
+/// `kq[l] = expf_v(kq[l] − m)` (ggml's vectorized `expf`) and the sum of the 64 values as
+/// ggml's `ggml_vec_soft_max_f32` forms it: per 16 lanes a [`reduce16`], added in f64.
+fn softmax_tile(kq: &mut [f32; FA_TILE], m: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: avx512f checked.
+        return unsafe { x86::softmax_tile(kq, m) };
+    }
+    let mut tsum = 0f64;
+    for ch in kq.chunks_exact_mut(16) {
+        for v in ch.iter_mut() {
+            *v = crate::ops::expf_v(*v - m);
+        }
+        tsum += reduce16(ch) as f64;
+    }
+    tsum
+}
+
+/// `o[d] = fma(w, v[d], o[d])` for a cache row `v` (f16 when `f16`, else f32).
+fn mad_row(o: &mut [f32], v: &[u8], w: f32, f16: bool, tmp: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: avx512f checked; `v` holds o.len() elements.
+        unsafe { x86::mad_row(o, v, w, f16) };
+        return;
+    }
+    let tmp = &mut tmp[..o.len()];
+    for (d, t) in tmp.iter_mut().enumerate() {
+        *t = if f16 {
+            half::f16::from_bits(u16::from_le_bytes([v[2 * d], v[2 * d + 1]])).to_f32()
+        } else {
+            f32::from_le_bytes([v[4 * d], v[4 * d + 1], v[4 * d + 2], v[4 * d + 3]])
+        };
+    }
+    for (a, &t) in o.iter_mut().zip(tmp.iter()) {
+        *a = w.mul_add(t, *a);
+    }
+}
+
+/// Σ of 16 lanes in GCC's `_mm512_reduce_add_ps` order: halves, quarters, then pairs.
+fn reduce16(v: &[f32]) -> f32 {
+    let mut t = [0f32; 8];
+    for l in 0..8 {
+        t[l] = v[l] + v[l + 8];
+    }
+    let mut u = [0f32; 4];
+    for l in 0..4 {
+        u[l] = t[l] + t[l + 4];
+    }
+    (u[0] + u[2]) + (u[1] + u[3])
 }
 
 /// `k · q` over `n` f16 pairs in the order of ggml's `ggml_vec_dot_f16` on an AVX-512 build
@@ -234,6 +558,69 @@ fn dot_f16_ggml_fn() -> fn(usize, &[u8], &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// [`super::softmax_tile`] with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax_tile(kq: &mut [f32; super::FA_TILE], m: f32) -> f64 {
+        let mut tsum = 0f64;
+        for j in 0..super::FA_TILE / 16 {
+            let p = kq.as_mut_ptr().add(16 * j);
+            let v = crate::ops::x86::expf(_mm512_sub_ps(_mm512_loadu_ps(p), _mm512_set1_ps(m)));
+            _mm512_storeu_ps(p, v);
+            let mut l = [0f32; 16];
+            _mm512_storeu_ps(l.as_mut_ptr(), v);
+            tsum += super::reduce16(&l) as f64;
+        }
+        tsum
+    }
+
+    /// [`super::mad_row`] with AVX-512F (16 elements per fma; the scalar tail as the twin).
+    #[target_feature(enable = "avx512f,f16c")]
+    pub unsafe fn mad_row(o: &mut [f32], v: &[u8], w: f32, f16: bool) {
+        let n = o.len();
+        assert!(v.len() >= n * if f16 { 2 } else { 4 });
+        let wv = _mm512_set1_ps(w);
+        let (op, vp) = (o.as_mut_ptr(), v.as_ptr());
+        let mut d = 0;
+        while d + 16 <= n {
+            let x = if f16 {
+                _mm512_cvtph_ps(_mm256_loadu_si256(vp.add(2 * d) as *const __m256i))
+            } else {
+                _mm512_loadu_ps(vp.add(4 * d) as *const f32)
+            };
+            _mm512_storeu_ps(
+                op.add(d),
+                _mm512_fmadd_ps(wv, x, _mm512_loadu_ps(op.add(d))),
+            );
+            d += 16;
+        }
+        while d < n {
+            let x = if f16 {
+                half::f16::from_bits(u16::from_le_bytes([v[2 * d], v[2 * d + 1]])).to_f32()
+            } else {
+                f32::from_le_bytes([v[4 * d], v[4 * d + 1], v[4 * d + 2], v[4 * d + 3]])
+            };
+            o[d] = w.mul_add(x, o[d]);
+            d += 1;
+        }
+    }
+
+    /// [`super::scores`] with AVX-512F: 64 lanes in four `zmm`, one fma per dimension each.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scores(q: &[f32], kt: &[f32], kq: &mut [f32; super::FA_TILE]) {
+        assert!(kt.len() >= q.len() * super::FA_TILE);
+        let mut a = [_mm512_setzero_ps(); 4];
+        for (d, &qd) in q.iter().enumerate() {
+            let qv = _mm512_set1_ps(qd);
+            let row = kt.as_ptr().add(d * super::FA_TILE);
+            for (j, aj) in a.iter_mut().enumerate() {
+                *aj = _mm512_fmadd_ps(qv, _mm512_loadu_ps(row.add(16 * j)), *aj);
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            _mm512_storeu_ps(kq.as_mut_ptr().add(16 * j), *aj);
+        }
+    }
 
     /// [`super::dot_f16_ggml`] with AVX-512F (same operations, same order).
     #[target_feature(enable = "avx512f")]
@@ -405,6 +792,106 @@ mod tests {
                 let exact: f64 = (0..n).map(|i| h(&k, i) * h(&q, i)).sum();
                 let mag: f64 = (0..n).map(|i| (h(&k, i) * h(&q, i)).abs()).sum();
                 assert!((want as f64 - exact).abs() <= 1e-6 * mag + 1e-30, "n {n}");
+            }
+        }
+    }
+
+    /// The tiled (llama.cpp ≥ 64-token batch) order: close to `attention_ref` (f64; 2e-5,
+    /// f32 query and accumulators, |v| ≤ 1), and per (token, head) independent of the other
+    /// tokens and sequences in the call and of the thread count (bit-exact against the token
+    /// computed alone). Two sequences over 150 positions (3 tiles, the last partial), causal.
+    #[test]
+    fn tiled_attention_matches_reference_and_is_per_token() {
+        let mut seed = 21u64;
+        let n_pos = 150usize;
+        let p = AttnParams {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 32,
+            head_dim_v: 16,
+            scale: 0.2,
+            softcap: 0.0,
+        };
+        for ty in [GgmlType::F32, GgmlType::F16] {
+            let n_cells = 2 * n_pos;
+            let conv = |x: &[f32]| {
+                let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
+                ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
+                b
+            };
+            let kf: Vec<f32> = (0..n_cells * 64).map(|_| lcg(&mut seed) * 2.0).collect();
+            let vf: Vec<f32> = (0..n_cells * 32).map(|_| lcg(&mut seed)).collect();
+            let (kb, vb) = (conv(&kf), conv(&vf));
+            let kv = KvView { ty, k: &kb, v: &vb };
+            // Sequence s holds position i at cell s·n_pos + i; tokens: the last 70 positions
+            // of sequence 0 and the last 90 of sequence 1.
+            let toks: Vec<(u32, u32)> = (80..150)
+                .map(|i| (0u32, i as u32))
+                .chain((60..150).map(|i| (1u32, i as u32)))
+                .collect();
+            let n = toks.len();
+            let q: Vec<f32> = (0..n * 4 * 32).map(|_| lcg(&mut seed)).collect();
+            let build = |sel: &[usize]| {
+                let (mut vis, mut pos, mut off) = (vec![], vec![], vec![0]);
+                for &t in sel {
+                    let (s, ps) = toks[t];
+                    for i in 0..=ps {
+                        vis.push(s * n_pos as u32 + i);
+                        pos.push(i);
+                    }
+                    off.push(vis.len());
+                }
+                (vis, pos, off)
+            };
+            let all: Vec<usize> = (0..n).collect();
+            let (vis, pos, off) = build(&all);
+            let seq: Vec<u32> = toks.iter().map(|t| t.0).collect();
+            let tiled = vec![true; n];
+            let mut want = vec![0f32; n * 4 * 16];
+            attention_ref(&p, &q, &kv, &vis, &off, &mut want).unwrap();
+            let mut got = vec![0f32; want.len()];
+            for nth in [1, 2, 3] {
+                let pool = ThreadPool::new(nth);
+                let mut sc = AttnScratch::new(nth, 32, 16);
+                let tiles = AttnTiles {
+                    tiled: &tiled,
+                    seq: &seq,
+                    pos: &pos,
+                };
+                attention_tiled(
+                    &pool,
+                    &p,
+                    &q,
+                    &kv,
+                    &vis,
+                    &off,
+                    Some(tiles),
+                    &mut got,
+                    &mut sc,
+                )
+                .unwrap();
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!((g - e).abs() < 2e-5, "{ty:?} nth {nth} [{i}] {g} vs {e}");
+                }
+            }
+            let pool = ThreadPool::new(1);
+            let mut sc = AttnScratch::new(1, 32, 16);
+            for t in [0, 1, 37, 69, 70, 71, 120, n - 1] {
+                let (v1, p1, o1) = build(&[t]);
+                let mut one = vec![0f32; 4 * 16];
+                let tiles = AttnTiles {
+                    tiled: &[true],
+                    seq: &seq[t..t + 1],
+                    pos: &p1,
+                };
+                let qt = &q[t * 128..(t + 1) * 128];
+                attention_tiled(&pool, &p, qt, &kv, &v1, &o1, Some(tiles), &mut one, &mut sc)
+                    .unwrap();
+                let g = &got[t * 64..(t + 1) * 64];
+                assert!(
+                    g.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{ty:?} token {t}: batched differs from alone"
+                );
             }
         }
     }

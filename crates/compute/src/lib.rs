@@ -12,9 +12,12 @@ pub mod ops;
 pub mod pool;
 pub mod rope;
 
-pub use attention::{attention, attention_ref, AttnParams, AttnScratch, KvView};
+pub use attention::{
+    attention, attention_ref, attention_tiled, AttnParams, AttnScratch, AttnTiles, KvView, FA_TILE,
+};
 pub use matmul::{
-    matmul, matmul_many, matmul_ref, MatmulScratch, WeightView, BATCHED_GE8, BATCHED_GEMM4,
+    matmul, matmul_many, matmul_ref, MatmulScratch, WeightView, BATCHED_GE64, BATCHED_GE8,
+    BATCHED_GEMM4,
 };
 pub use ops::GeluImpl;
 pub use pool::{SendPtr, ThreadPool};

@@ -80,6 +80,9 @@ pub const BATCHED_GEMM4: u8 = 1;
 /// The token's sequence has ≥ 8 tokens in the batch: llama.cpp runs Q6_K through its tiled
 /// K-quant GEMM then, `vec_dot` below.
 pub const BATCHED_GE8: u8 = 2;
+/// The token's sequence has ≥ 64 tokens in the batch: llama.cpp's tiled flash attention
+/// (`crate::attention_tiled`); matmuls ignore it.
+pub const BATCHED_GE64: u8 = 4;
 
 impl MatmulScratch {
     /// Room for `n_tokens` rows of `cols` elements in any vec_dot type (Q8_K/F32 are the

@@ -137,6 +137,16 @@ pub fn gelu_inplace(x: &mut [f32], imp: GeluImpl) {
     }
 }
 
+/// One entry of ggml's GELU table as `ggml_cpu_init` computes it: its C `ggml_gelu_f32`
+/// compiled with GCC's default contraction, i.e. `1 + a·x·x` as one fma
+/// (`vfmadd213ss`); the plain formula differs in a few hundred f16 entries.
+fn gelu_table_entry(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    let inner = (COEF_A * x).mul_add(x, 1.0);
+    (1.0 + (SQRT_2_OVER_PI * x * inner).tanh()) * (0.5 * x)
+}
+
 /// ggml's table GELU: |x| ≥ 10 short-cuts, else `f16(gelu(f16(x)))`.
 #[inline]
 pub fn gelu_ggml(x: f32) -> f32 {
@@ -149,7 +159,9 @@ pub fn gelu_ggml(x: f32) -> f32 {
     }
     let t = TABLE.get_or_init(|| {
         (0..=u16::MAX)
-            .map(|b| half::f16::from_f32(gelu(half::f16::from_bits(b).to_f32())).to_f32())
+            .map(|b| {
+                half::f16::from_f32(gelu_table_entry(half::f16::from_bits(b).to_f32())).to_f32()
+            })
             .collect()
     });
     t[half::f16::from_f32(x).to_bits() as usize]
@@ -218,11 +230,12 @@ pub fn silu_v(x: f32) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
+    /// ggml's `ggml_v_expf` on 16 lanes (see [`super::expf_v`], its scalar twin).
     #[target_feature(enable = "avx512f")]
-    unsafe fn expf(x: __m512) -> __m512 {
+    pub(crate) unsafe fn expf(x: __m512) -> __m512 {
         let r = _mm512_set1_ps(f32::from_bits(0x4b40_0000));
         let z = _mm512_fmadd_ps(x, _mm512_set1_ps(f32::from_bits(0x3fb8_aa3b)), r);
         let n = _mm512_sub_ps(z, r);

@@ -6,8 +6,9 @@ use crate::kv_cache::KvCache;
 use crate::model::{Act, Ffn, LayerWeights, Model, Qkv};
 use crate::observe::{observe, observe_expert, MatmulObserver};
 use ferrite_compute::{
-    attention, matmul, matmul_many, ops, AttnParams, AttnScratch, GeluImpl, KvView, MatmulScratch,
-    RopeParams, ThreadPool, WeightView, BATCHED_GE8, BATCHED_GEMM4,
+    attention_tiled, matmul, matmul_many, ops, AttnParams, AttnScratch, AttnTiles, GeluImpl,
+    KvView, MatmulScratch, RopeParams, ThreadPool, WeightView, BATCHED_GE64, BATCHED_GE8,
+    BATCHED_GEMM4,
 };
 use ferrite_gguf::GgmlType;
 
@@ -68,14 +69,17 @@ struct Buffers {
     vis_cells: Vec<(u32, u32, u32)>, // (seq, pos, cell) of their cells, sorted
     vis_full: Vec<u32>,
     off_full: Vec<usize>,
+    pos_full: Vec<u32>, // position of each cell of `vis_full`
     vis_swa: Vec<u32>,
     off_swa: Vec<usize>,
-    router: Vec<f32>,           // (n, n_expert)
-    routes: Vec<(u32, f32)>,    // (n, n_expert_used): expert, weight
+    pos_swa: Vec<u32>,
+    attn_tiled: Vec<bool>, // (n) llama.cpp's tiled flash attention for the token
+    router: Vec<f32>,      // (n, n_expert)
+    routes: Vec<(u32, f32)>, // (n, n_expert_used): expert, weight
     moe_tok: Vec<(usize, f32)>, // tokens routed to the current expert
-    moe_in: Vec<f32>,           // (n, n_embd) gathered inputs of one expert
-    moe_out: Vec<f32>,          // (n, n_embd)
-    out_rows: Vec<f32>,         // (n, n_embd) rows that want logits
+    moe_in: Vec<f32>,      // (n, n_embd) gathered inputs of one expert
+    moe_out: Vec<f32>,     // (n, n_embd)
+    out_rows: Vec<f32>,    // (n, n_embd) rows that want logits
     mm: MatmulScratch,
     batched: Vec<u8>, // (n) llama.cpp's batched-kernel flags per token (`set_batched`)
     batched_out: Vec<u8>, // (n) the same over the tokens that want logits only
@@ -133,8 +137,11 @@ impl<'m> Context<'m> {
             vis_cells: Vec::with_capacity(p.n_ctx),
             vis_full: Vec::new(),
             off_full: Vec::with_capacity(n + 1),
+            pos_full: Vec::new(),
             vis_swa: Vec::new(),
             off_swa: Vec::with_capacity(n + 1),
+            pos_swa: Vec::new(),
+            attn_tiled: Vec::with_capacity(n),
             router: vec![0.0; n * hp.n_expert],
             routes: Vec::with_capacity(n * hp.n_expert_used),
             moe_tok: Vec::with_capacity(n),
@@ -266,6 +273,9 @@ fn batched_flags(
             if c.1 >= 8 {
                 f |= BATCHED_GE8;
             }
+            if c.1 >= 64 {
+                f |= BATCHED_GE64;
+            }
             c.2 += 1;
         }
         out.push(f);
@@ -306,7 +316,14 @@ fn forward(
         }
     }
     sort_cells(kv, ub, &mut b.vis_seqs, &mut b.vis_cells);
-    build_visibility(&b.vis_cells, ub, None, &mut b.vis_full, &mut b.off_full);
+    build_visibility(
+        &b.vis_cells,
+        ub,
+        None,
+        &mut b.vis_full,
+        &mut b.off_full,
+        &mut b.pos_full,
+    );
     if any_swa {
         build_visibility(
             &b.vis_cells,
@@ -314,10 +331,14 @@ fn forward(
             Some(hp.n_swa),
             &mut b.vis_swa,
             &mut b.off_swa,
+            &mut b.pos_swa,
         );
     }
 
     batched_flags(ub.seq_id, |_| true, &mut b.seq_counts, &mut b.batched);
+    b.attn_tiled.clear();
+    b.attn_tiled
+        .extend(b.batched.iter().map(|&f| f & BATCHED_GE64 != 0));
     batched_flags(
         ub.seq_id,
         |t| ub.want_logits[t],
@@ -379,15 +400,18 @@ fn build_visibility(
     window: Option<usize>,
     vis: &mut Vec<u32>,
     off: &mut Vec<usize>,
+    vis_pos: &mut Vec<u32>,
 ) {
     vis.clear();
     off.clear();
+    vis_pos.clear();
     off.push(0);
     for (&p, &s) in ub.pos.iter().zip(ub.seq_id) {
         let lo_pos = window.map_or(0, |w| (p as usize + 1).saturating_sub(w) as u32);
         let lo = cells.partition_point(|&(cs, cp, _)| (cs, cp) < (s, lo_pos));
         let hi = cells.partition_point(|&(cs, cp, _)| (cs, cp) <= (s, p));
         vis.extend(cells[lo..hi.max(lo)].iter().map(|&(_, _, c)| c));
+        vis_pos.extend(cells[lo..hi.max(lo)].iter().map(|&(_, p, _)| p));
         off.push(vis.len());
     }
 }
@@ -510,13 +534,28 @@ fn layer(
         scale,
         softcap: hp.attn_softcap,
     };
-    let (vis, off) = if swa {
-        (&b.vis_swa, &b.off_swa)
+    let (vis, off, vpos) = if swa {
+        (&b.vis_swa, &b.off_swa, &b.pos_swa)
     } else {
-        (&b.vis_full, &b.off_full)
+        (&b.vis_full, &b.off_full, &b.pos_full)
     };
     let attn = &mut b.attn[..n * hp.n_head * hdv];
-    attention(pool, &p, q, &view, vis, off, attn, &mut b.attn_scratch)?;
+    let tiles = AttnTiles {
+        tiled: &b.attn_tiled,
+        seq: ub.seq_id,
+        pos: vpos,
+    };
+    attention_tiled(
+        pool,
+        &p,
+        q,
+        &view,
+        vis,
+        off,
+        Some(tiles),
+        attn,
+        &mut b.attn_scratch,
+    )?;
     let tmp = &mut b.tmp[..n * ne];
     observe(&mut b.obs, &w.attn_output, attn, n);
     mm(pool, &w.attn_output.view(), attn, n, tmp, &mut b.mm)?;

@@ -517,7 +517,13 @@ const A81: u8 = 1;
 /// an offset. Each weight block is loaded once per block for all `2·P` columns.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn kernel<const R: usize, const P: usize, const ACT: u8, const MIN: bool, const OFF: bool>(
+unsafe fn kernel<
+    const R: usize,
+    const P: usize,
+    const ACT: u8,
+    const MIN: bool,
+    const OFF: bool,
+>(
     off: u8,
     nb: usize,
     p: &Packed,
@@ -583,7 +589,8 @@ unsafe fn kernel<const R: usize, const P: usize, const ACT: u8, const MIN: bool,
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tree8(v: &[__m512i; 8]) -> __m256i {
     let r2 = |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-    let r4 = |ab, cd| _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    let r4 =
+        |ab, cd| _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
     // Per 128-bit lane: partial sums of [v0, v1, v2, v3] and [v4, v5, v6, v7].
     let s1 = fold8(r4(r2(v[0], v[1]), r2(v[2], v[3])));
     let s2 = fold8(r4(r2(v[4], v[5]), r2(v[6], v[7])));
@@ -725,10 +732,7 @@ unsafe fn kernel_k<const R: usize, const C: usize, const Q6: bool>(
                         v[c * KR + r] = sumi[r][c];
                     }
                 }
-                let t = _mm256_mul_ps(
-                    _mm256_cvtepi32_ps(tree8(&v)),
-                    _mm256_loadu_ps(kd8.as_ptr()),
-                );
+                let t = _mm256_mul_ps(_mm256_cvtepi32_ps(tree8(&v)), _mm256_loadu_ps(kd8.as_ptr()));
                 acc = _mm256_mask3_fmadd_ps(t, _mm256_loadu_ps(yd8.as_ptr()), acc, kalt);
             }
             for c in 0..C {
