@@ -318,14 +318,40 @@ fn tiled_groups(
     };
     let sptr = SendPtr::new(&mut scratch.threads);
     let ranges = &ranges;
-    pool.for_each(ranges.len() * p.n_head_kv, &|item, ith| {
+    // Items: (sequence, KV head, a run of up to ITEM_TOKENS of its tokens), so that models
+    // with one KV head still spread over the threads.
+    const ITEM_TOKENS: usize = 32;
+    let group_toks: Vec<Vec<usize>> = ranges
+        .iter()
+        .map(|&(s, ..)| {
+            (0..n_tokens)
+                .filter(|&t| tl.tiled[t] && tl.seq[t] == s)
+                .collect()
+        })
+        .collect();
+    let mut items = Vec::new();
+    for (gi, toks) in group_toks.iter().enumerate() {
+        for hk in 0..p.n_head_kv {
+            for a in (0..toks.len()).step_by(ITEM_TOKENS) {
+                items.push((gi, hk, a, (a + ITEM_TOKENS).min(toks.len())));
+            }
+        }
+    }
+    let (items, group_toks) = (&items, &group_toks);
+    pool.for_each(items.len(), &|item, ith| {
         // SAFETY: each thread uses only its own scratch entry.
         let bufs = unsafe { &mut sptr.slice(ith, 1)[0] };
-        let (gi, hk) = (item / p.n_head_kv, item % p.n_head_kv);
-        let (s, lo, hi, base) = ranges[gi];
-        let toks: Vec<usize> = (0..n_tokens)
-            .filter(|&t| tl.tiled[t] && tl.seq[t] == s)
-            .collect();
+        let (gi, hk, a, b) = items[item];
+        let (_, lo, hi, base) = ranges[gi];
+        let toks = &group_toks[gi][a..b];
+        // Tiles up to the last position these tokens see.
+        let hi = toks
+            .iter()
+            .filter_map(|&t| tl.pos[vis_off[t]..vis_off[t + 1]].iter().max())
+            .map(|&m| m + 1)
+            .max()
+            .unwrap_or(lo)
+            .min(hi);
         let rows = toks.len() * group;
         bufs.ms.clear();
         bufs.ms.resize(rows, (f32::NEG_INFINITY, 0.0));
@@ -400,11 +426,19 @@ fn tiled_groups(
                     *m = mnew;
                     let tsum = softmax_tile(&mut kq, mnew);
                     *sum = (*sum as f64 + tsum) as f32;
-                    for x in first..cur {
-                        let w = kq[(tl.pos[x] - t0) as usize];
+                    let vrow = |x: usize| {
                         let c = visible[x] as usize;
-                        let vr = &kv.v[c * v_stride + hk * vd * es..][..vd * es];
-                        mad_row(o, vr, w, f16, &mut bufs.vrow);
+                        &kv.v[c * v_stride + hk * vd * es..][..vd * es]
+                    };
+                    let wt = |x: usize| kq[(tl.pos[x] - t0) as usize];
+                    #[cfg(target_arch = "x86_64")]
+                    if avx512() && vd.is_multiple_of(16) {
+                        // SAFETY: avx512f checked; rows hold vd elements.
+                        unsafe { x86::mad_cells(o, first..cur, &vrow, &wt, f16) };
+                        continue;
+                    }
+                    for x in first..cur {
+                        mad_row(o, vrow(x), wt(x), f16, &mut bufs.vrow);
                     }
                 }
             }
@@ -572,6 +606,47 @@ mod x86 {
             tsum += super::reduce16(&l) as f64;
         }
         tsum
+    }
+
+    /// [`super::mad_row`] for the cells `xs` in order (`o[d] = fma(w(x), v(x)[d], o[d])`, the
+    /// same sequence per element), 128 elements of `o` kept in registers across the cells.
+    #[target_feature(enable = "avx512f,f16c")]
+    pub unsafe fn mad_cells<'a>(
+        o: &mut [f32],
+        xs: std::ops::Range<usize>,
+        v: &dyn Fn(usize) -> &'a [u8],
+        w: &dyn Fn(usize) -> f32,
+        f16: bool,
+    ) {
+        let n = o.len();
+        assert!(n.is_multiple_of(16));
+        let op = o.as_mut_ptr();
+        let mut d0 = 0;
+        while d0 < n {
+            let k = ((n - d0) / 16).min(8);
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for (j, a) in acc.iter_mut().enumerate().take(k) {
+                *a = _mm512_loadu_ps(op.add(d0 + 16 * j));
+            }
+            for x in xs.clone() {
+                let row = v(x);
+                assert!(row.len() >= n * if f16 { 2 } else { 4 });
+                let (wv, rp) = (_mm512_set1_ps(w(x)), row.as_ptr());
+                for (j, a) in acc.iter_mut().enumerate().take(k) {
+                    let e = d0 + 16 * j;
+                    let vv = if f16 {
+                        _mm512_cvtph_ps(_mm256_loadu_si256(rp.add(2 * e) as *const __m256i))
+                    } else {
+                        _mm512_loadu_ps(rp.add(4 * e) as *const f32)
+                    };
+                    *a = _mm512_fmadd_ps(wv, vv, *a);
+                }
+            }
+            for (j, a) in acc.iter().enumerate().take(k) {
+                _mm512_storeu_ps(op.add(d0 + 16 * j), *a);
+            }
+            d0 += 16 * k;
+        }
     }
 
     /// [`super::mad_row`] with AVX-512F (16 elements per fma; the scalar tail as the twin).

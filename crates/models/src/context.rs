@@ -584,7 +584,7 @@ fn layer(
             observe(&mut b.obs, up, cur, n);
             let (wg, wu) = (gate.view(), up.view());
             matmul_many(pool, [&wg, &wu], cur, n, [a, u], &mut b.mm)?;
-            glu(*act, gelu, a, u);
+            glu_rows(pool, *act, gelu, a, u, n);
             observe(&mut b.obs, down, a, n);
             mm(pool, &down.view(), a, n, tmp, &mut b.mm)?;
         }
@@ -623,6 +623,22 @@ fn layer(
     }
     ops::add(&mut b.x[..n * ne], tmp);
     Ok(())
+}
+
+/// [`glu`] over `n` rows, split across the pool (element-wise, so the split does not change
+/// any value).
+fn glu_rows(pool: &ThreadPool, act: Act, gelu: GeluImpl, gate: &mut [f32], up: &[f32], n: usize) {
+    if n < 2 || pool.n_threads() == 1 {
+        glu(act, gelu, gate, up);
+        return;
+    }
+    let w = gate.len() / n;
+    let g = ferrite_compute::SendPtr::new(gate);
+    pool.for_each(n, &|t, _| {
+        // SAFETY: row t is written by this chunk only.
+        let row = unsafe { g.slice(t * w, w) };
+        glu(act, gelu, row, &up[t * w..(t + 1) * w]);
+    });
 }
 
 fn glu(act: Act, gelu: GeluImpl, gate: &mut [f32], up: &[f32]) {
