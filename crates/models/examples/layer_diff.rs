@@ -3,6 +3,11 @@
 //! The dump holds records `name|op|type` (128 bytes), `ne[4]` (i64), f32 data (ggml order).
 //! Two tables: (1) each op of layer 0 and the head fed llama.cpp's own inputs (isolated op
 //! error); (2) our full forward pass against llama.cpp's at each observed matmul input.
+//! Env: LD_FULL_ONLY=1 skips table (1) (its node names are llama-arch ones); LD_ROWS=N also
+//! prints the differing elements per row of N; LD_TOKENS=1 the differing ffn_down outputs per
+//! token. NB: a llama.cpp built with AVX512-FP16 computes its f16 vector ops (one-row flash
+//! attention) natively in half precision, so on such a CPU only its f32 paths are an oracle
+//! for ferrite; refdata/llamacpp was made on Zen 4 (no AVX512-FP16).
 
 use ferrite_compute::{
     attention, matmul, matmul_many, ops, AttnParams, AttnScratch, KvView, MatmulScratch, ThreadPool,
