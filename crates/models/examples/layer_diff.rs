@@ -5,9 +5,9 @@
 //! error); (2) our full forward pass against llama.cpp's at each observed matmul input.
 //! Env: LD_FULL_ONLY=1 skips table (1) (its node names are llama-arch ones); LD_ROWS=N also
 //! prints the differing elements per row of N; LD_TOKENS=1 the differing ffn_down outputs per
-//! token. NB: a llama.cpp built with AVX512-FP16 computes its f16 vector ops (one-row flash
-//! attention) natively in half precision, so on such a CPU only its f32 paths are an oracle
-//! for ferrite; refdata/llamacpp was made on Zen 4 (no AVX512-FP16).
+//! token. NB: the llama.cpp built on this Intel machine (-march=native) differs from the Zen 4
+//! build that made refdata/llamacpp in its one-row f16 flash attention (seen on Gemma 3's
+//! 6-token prompt, where ferrite matches refdata), so trust its dumps on f32 paths only.
 
 use ferrite_compute::{
     attention, matmul, matmul_many, ops, AttnParams, AttnScratch, KvView, MatmulScratch, ThreadPool,
