@@ -66,7 +66,14 @@ pub struct AttnTiles<'a> {
     pub tiled: &'a [bool],
     pub seq: &'a [u32],
     pub pos: &'a [u32],
+    /// Per token: llama.cpp's KV view size when it would take its split-KV decode path (a
+    /// one-token batch over ≥ [`SPLIT_KV_MIN`] cells), else 0. The chunks are cut by the
+    /// pool's thread count, as llama.cpp cuts them by its own.
+    pub split_kv: &'a [u32],
 }
+
+/// llama.cpp's split-KV decode threshold (`nek1 >= 512`).
+pub const SPLIT_KV_MIN: usize = 512;
 
 impl AttnScratch {
     pub fn new(n_threads: usize, head_dim: usize, head_dim_v: usize) -> AttnScratch {
@@ -131,13 +138,14 @@ pub fn attention_tiled(
 ) -> Result<(), ComputeError> {
     let n_tokens = vis_off.len() - 1;
     check_shapes(p, q, kv, out, n_tokens)?;
-    let tiles = tiles
-        .filter(|t| matches!(kv.ty, GgmlType::F16 | GgmlType::F32) && t.tiled.iter().any(|&x| x));
+    // Both llama.cpp paths exist for F16/F32 caches only.
+    let tiles = tiles.filter(|_| matches!(kv.ty, GgmlType::F16 | GgmlType::F32));
     if let Some(t) = tiles {
         for (what, got, want) in [
             ("attention tiled flags", t.tiled.len(), n_tokens),
             ("attention token sequences", t.seq.len(), n_tokens),
             ("attention visible positions", t.pos.len(), visible.len()),
+            ("attention split-KV sizes", t.split_kv.len(), n_tokens),
         ] {
             if got != want {
                 return Err(ComputeError::Shape {
@@ -177,6 +185,12 @@ pub fn attention_tiled(
         p.scale
     };
     let optr = SendPtr::new(out);
+    let nth = pool.n_threads();
+    for b in &mut scratch.threads {
+        if b.vrow.len() < vd {
+            b.vrow.resize(vd, 0.0);
+        }
+    }
     let sptr = SendPtr::new(&mut scratch.threads);
     let n_items = n_tokens * p.n_head;
     let f16_ops = crate::f16ops::F16Ops::get();
@@ -191,63 +205,110 @@ pub fn attention_tiled(
             let hk = h / group;
             let cells = &visible[vis_off[t]..vis_off[t + 1]];
             let qh = &q[(t * p.n_head + h) * kd..][..kd];
-            let qb = &mut bufs.q[..kd * es];
+            let ThreadBufs {
+                q: qbuf,
+                acc16,
+                vrow,
+                ..
+            } = bufs;
+            let qb = &mut qbuf[..kd * es];
             to_ty(qh, qb);
+            let qb = &*qb;
             // SAFETY: (t, h) output rows are disjoint between items.
             let o = unsafe { optr.slice((t * p.n_head + h) * vd, vd) };
-            // Online softmax over the visible cells in order, as ggml's CPU flash attention:
-            // running max M, sum S, and the V accumulator (f16 when V is f16, so it rounds
-            // like llama.cpp's).
-            let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
-            let acc16 = &mut bufs.acc16[..vd];
-            acc16.fill(0);
-            o.fill(0.0);
-            for &c in cells {
-                let kr = &kv.k[c as usize * k_stride + hk * kd * es..][..kd * es];
-                let mut s = dot(kd, kr, qb) * scale;
-                if p.softcap > 0.0 {
-                    s = p.softcap * s.tanh();
-                }
-                let vr = &kv.v[c as usize * v_stride + hk * vd * es..][..vd * es];
-                let (mut ms, mut vs) = (1f32, 1f32);
-                let new_max = s > m;
-                if new_max {
-                    ms = (m - s).exp();
-                    m = s;
-                } else {
-                    vs = (s - m).exp();
-                }
-                match kv.ty {
-                    GgmlType::F16 => {
-                        if new_max {
-                            f16_ops.scale(acc16, ms);
-                        }
-                        f16_ops.mad(acc16, vr, vs);
+            // Online softmax over `cells` in order, as ggml's CPU flash attention: running max
+            // M, sum S, and the V accumulator (f16 when V is f16, so it rounds like
+            // llama.cpp's), left unnormalized in `acc`; returns (M, S).
+            let acc16 = &mut acc16[..vd];
+            let online = |cells: &[u32], acc16: &mut [u16], acc: &mut [f32]| -> (f32, f32) {
+                let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+                acc16.fill(0);
+                acc.fill(0.0);
+                for &c in cells {
+                    let kr = &kv.k[c as usize * k_stride + hk * kd * es..][..kd * es];
+                    let mut s = dot(kd, kr, qb) * scale;
+                    if p.softcap > 0.0 {
+                        s = p.softcap * s.tanh();
                     }
-                    _ => {
-                        if new_max {
-                            o.iter_mut().for_each(|a| *a *= ms);
-                        }
-                        let vf = vr
-                            .chunks_exact(4)
-                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                        o.iter_mut()
-                            .zip(vf)
-                            .for_each(|(a, b)| *a = b.mul_add(vs, *a));
+                    let vr = &kv.v[c as usize * v_stride + hk * vd * es..][..vd * es];
+                    let (mut ms, mut vs) = (1f32, 1f32);
+                    let new_max = s > m;
+                    if new_max {
+                        ms = (m - s).exp();
+                        m = s;
+                    } else {
+                        vs = (s - m).exp();
                     }
+                    match kv.ty {
+                        GgmlType::F16 => {
+                            if new_max {
+                                f16_ops.scale(acc16, ms);
+                            }
+                            f16_ops.mad(acc16, vr, vs);
+                        }
+                        _ => {
+                            if new_max {
+                                acc.iter_mut().for_each(|a| *a *= ms);
+                            }
+                            let vf = vr
+                                .chunks_exact(4)
+                                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                            acc.iter_mut()
+                                .zip(vf)
+                                .for_each(|(a, b)| *a = b.mul_add(vs, *a));
+                        }
+                    }
+                    // One rounding, as ggml's `S = S*ms + vs` compiles (GCC contracts it to an
+                    // FMA under its default -ffp-contract=fast).
+                    sum = sum.mul_add(ms, vs);
                 }
-                // One rounding, as ggml's `S = S*ms + vs` compiles (GCC contracts it to an FMA
-                // under its default -ffp-contract=fast).
-                sum = sum.mul_add(ms, vs);
+                if kv.ty == GgmlType::F16 {
+                    crate::f16ops::to_f32(acc16, acc);
+                }
+                (m, sum)
+            };
+            let n_kv = tiles.map_or(0, |tl| tl.split_kv[t] as usize);
+            if n_kv >= SPLIT_KV_MIN {
+                // llama.cpp's split-KV decode (`use_split_kv_path`): the cell range cut into
+                // one chunk per thread, each an online softmax of its own, the partials merged
+                // in chunk order (`ggml_flash_attn_ext_reduce_partials`).
+                let pos = &tiles.expect("n_kv > 0 only with tiles").pos[vis_off[t]..vis_off[t + 1]];
+                let cs = n_kv.div_ceil(nth);
+                let part = &mut vrow[..vd];
+                let (mut mf, mut sf) = (f32::NEG_INFINITY, 0f32);
+                o.fill(0.0);
+                let mut x = 0;
+                for ci in 0..nth {
+                    let hi = ((ci + 1) * cs).min(n_kv);
+                    let x0 = x;
+                    while x < cells.len() && (pos[x] as usize) < hi {
+                        x += 1;
+                    }
+                    let (mc, sc) = online(&cells[x0..x], acc16, part);
+                    if sc == 0.0 {
+                        continue;
+                    }
+                    let mnew = mf.max(mc);
+                    let (so, sn) = ((mf - mnew).exp(), (mc - mnew).exp());
+                    // `a·so + b·sn` as GCC contracts it: the first product fused.
+                    for (a, &b) in o.iter_mut().zip(part.iter()) {
+                        *a = a.mul_add(so, b * sn);
+                    }
+                    sf = sf.mul_add(so, sc * sn);
+                    mf = mnew;
+                }
+                if sf != 0.0 {
+                    let inv = 1.0 / sf;
+                    o.iter_mut().for_each(|a| *a *= inv);
+                }
+                return;
             }
-            if kv.ty == GgmlType::F16 {
-                crate::f16ops::to_f32(acc16, o);
-            }
+            let (_, sum) = online(cells, acc16, o);
             let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
             o.iter_mut().for_each(|a| *a *= inv);
         }
     });
-    if let Some(tl) = tiles {
+    if let Some(tl) = tiles.filter(|tl| tl.tiled.iter().any(|&x| x)) {
         tiled_groups(pool, p, scale, q, kv, visible, vis_off, tl, optr, scratch);
     }
     Ok(())
@@ -871,6 +932,85 @@ mod tests {
         }
     }
 
+    /// llama.cpp's split-KV decode: close to `attention_ref` (5e-3, f16 cache), and with one
+    /// thread (one chunk) bit-identical to the one-row path, as llama.cpp's is.
+    #[test]
+    fn split_kv_decode_matches_reference() {
+        let mut seed = 33u64;
+        let n_cells = 600usize;
+        let p = AttnParams {
+            n_head: 2,
+            n_head_kv: 1,
+            head_dim: 32,
+            head_dim_v: 16,
+            scale: 0.2,
+            softcap: 0.0,
+        };
+        let ty = GgmlType::F16;
+        let conv = |x: &[f32]| {
+            let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
+            ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
+            b
+        };
+        let kb = conv(
+            &(0..n_cells * 32)
+                .map(|_| lcg(&mut seed) * 2.0)
+                .collect::<Vec<_>>(),
+        );
+        let vb = conv(
+            &(0..n_cells * 16)
+                .map(|_| lcg(&mut seed))
+                .collect::<Vec<_>>(),
+        );
+        let kv = KvView { ty, k: &kb, v: &vb };
+        let q: Vec<f32> = (0..64).map(|_| lcg(&mut seed)).collect();
+        let vis: Vec<u32> = (0..450).collect();
+        let pos = vis.clone();
+        let off = vec![0, vis.len()];
+        let mut want = vec![0f32; 32];
+        attention_ref(&p, &q, &kv, &vis, &off, &mut want).unwrap();
+        let run = |nth: usize, split: u32| {
+            let pool = ThreadPool::new(nth);
+            let mut sc = AttnScratch::new(nth, 32, 16);
+            let tiles = AttnTiles {
+                tiled: &[false],
+                seq: &[0],
+                pos: &pos,
+                split_kv: &[split],
+            };
+            let mut out = vec![0f32; 32];
+            attention_tiled(
+                &pool,
+                &p,
+                &q,
+                &kv,
+                &vis,
+                &off,
+                Some(tiles),
+                &mut out,
+                &mut sc,
+            )
+            .unwrap();
+            out
+        };
+        for nth in [1, 2, 3] {
+            let got = run(nth, 512);
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!((g - e).abs() < 5e-3, "nth {nth} [{i}] {g} vs {e}");
+            }
+        }
+        let (one, plain) = (run(1, 512), run(1, 0));
+        assert!(one
+            .iter()
+            .zip(&plain)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        // Two chunks really change the summation (else this test could not see the path).
+        assert!(run(2, 512)
+            .iter()
+            .zip(&plain)
+            .any(|(a, b)| a.to_bits() != b.to_bits()));
+    }
+
     /// The tiled (llama.cpp ≥ 64-token batch) order: close to `attention_ref` (f64; 2e-5,
     /// f32 query and accumulators, |v| ≤ 1), and per (token, head) independent of the other
     /// tokens and sequences in the call and of the thread count (bit-exact against the token
@@ -932,6 +1072,7 @@ mod tests {
                     tiled: &tiled,
                     seq: &seq,
                     pos: &pos,
+                    split_kv: &vec![0; n],
                 };
                 attention_tiled(
                     &pool,
@@ -958,6 +1099,7 @@ mod tests {
                     tiled: &[true],
                     seq: &seq[t..t + 1],
                     pos: &p1,
+                    split_kv: &[0],
                 };
                 let qt = &q[t * 128..(t + 1) * 128];
                 attention_tiled(&pool, &p, qt, &kv, &v1, &o1, Some(tiles), &mut one, &mut sc)

@@ -14,6 +14,7 @@ pub mod rope;
 
 pub use attention::{
     attention, attention_ref, attention_tiled, AttnParams, AttnScratch, AttnTiles, KvView, FA_TILE,
+    SPLIT_KV_MIN,
 };
 pub use matmul::{
     matmul, matmul_many, matmul_ref, MatmulScratch, WeightView, BATCHED_GE64, BATCHED_GE8,

@@ -357,29 +357,47 @@ fn main() {
     type Seen = Arc<Mutex<Vec<(String, Vec<f32>)>>>;
     let seen: Seen = Arc::default();
     let s2 = seen.clone();
+    // LD_PREFIX=1 / LD_THREADS=N: as the dump's DUMP_PREFIX / DUMP_THREADS.
+    let n_threads = std::env::var("LD_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let mut ctx = Context::new(
         &model,
         ContextParams {
             n_ctx: 512,
             n_seq: 1,
             n_batch: 512,
-            n_threads: 1,
+            n_threads,
             kv_type: GgmlType::F16,
             ..Default::default()
         },
     )
     .unwrap();
+    let prefix = std::env::var_os("LD_PREFIX").is_some() && n > 1;
+    if prefix {
+        let m = n - 1;
+        let pos: Vec<u32> = (0..m as u32).collect();
+        ctx.decode(&Batch {
+            tokens: &toks[..m],
+            pos: &pos,
+            seq_id: &vec![0u32; m],
+            want_logits: &vec![false; m],
+        })
+        .unwrap_or_default();
+    }
     ctx.set_matmul_observer(Some(Box::new(move |e| {
         s2.lock()
             .unwrap()
             .push((e.weight.to_string(), e.input.to_vec()));
     })));
-    let pos: Vec<u32> = (0..n as u32).collect();
-    let seq = vec![0u32; n];
-    let want: Vec<bool> = (0..n).map(|i| i == n - 1).collect();
+    let first = if prefix { n - 1 } else { 0 };
+    let pos: Vec<u32> = (first as u32..n as u32).collect();
+    let seq = vec![0u32; n - first];
+    let want: Vec<bool> = (first..n).map(|i| i == n - 1).collect();
     let logits = ctx
         .decode(&Batch {
-            tokens: &toks,
+            tokens: &toks[first..],
             pos: &pos,
             seq_id: &seq,
             want_logits: &want,

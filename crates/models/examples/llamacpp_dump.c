@@ -16,6 +16,7 @@
 
 static FILE *out;
 static int max_layer = 1000;
+static int dumping = 1;
 
 static int layer_of(const char *name) {
     const char *d = strrchr(name, '-');
@@ -28,7 +29,8 @@ static int layer_of(const char *name) {
 static bool cb(struct ggml_tensor *t, bool ask, void *ud) {
     (void)ud;
     int l = layer_of(t->name);
-    if (ask) return l < max_layer;
+    if (ask) return dumping && l < max_layer;
+    if (!dumping) return true;
     if (l >= max_layer) return true;
     if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16) return true;
     size_t nb = ggml_nbytes(t);
@@ -66,13 +68,23 @@ int main(int argc, char **argv) {
     struct llama_model *model = llama_model_load_from_file(argv[1], mp);
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 512; cp.n_batch = 512; cp.n_ubatch = 512;
-    cp.n_threads = 1; cp.n_threads_batch = 1;
+    // DUMP_THREADS=N: N threads (default 1). DUMP_PREFIX=1: decode all tokens but the last
+    // without dumping, then the last one alone (a decode step over a filled cache).
+    const char *th = getenv("DUMP_THREADS");
+    cp.n_threads = th ? atoi(th) : 1; cp.n_threads_batch = cp.n_threads;
     cp.cb_eval = cb; cp.cb_eval_user_data = NULL;
     cp.type_k = GGML_TYPE_F16; cp.type_v = GGML_TYPE_F16;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
     struct llama_context *ctx = llama_init_from_model(model, cp);
-    struct llama_batch b = llama_batch_get_one(toks, n);
-    if (llama_decode(ctx, b)) { fprintf(stderr, "decode failed\n"); return 1; }
+    if (getenv("DUMP_PREFIX") && n > 1) {
+        dumping = 0;
+        if (llama_decode(ctx, llama_batch_get_one(toks, n - 1))) { fprintf(stderr, "decode failed\n"); return 1; }
+        dumping = 1;
+        if (llama_decode(ctx, llama_batch_get_one(toks + n - 1, 1))) { fprintf(stderr, "decode failed\n"); return 1; }
+    } else {
+        struct llama_batch b = llama_batch_get_one(toks, n);
+        if (llama_decode(ctx, b)) { fprintf(stderr, "decode failed\n"); return 1; }
+    }
     float *lg = llama_get_logits_ith(ctx, -1);
     int nv = llama_vocab_n_tokens(llama_model_get_vocab(model));
     char name[128] = {0}; snprintf(name, sizeof name, "LOGITS|final|f32");

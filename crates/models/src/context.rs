@@ -8,7 +8,7 @@ use crate::observe::{observe, observe_expert, MatmulObserver};
 use ferrite_compute::{
     attention_tiled, matmul, matmul_many, ops, AttnParams, AttnScratch, AttnTiles, GeluImpl,
     KvView, MatmulScratch, RopeParams, ThreadPool, WeightView, BATCHED_GE64, BATCHED_GE8,
-    BATCHED_GEMM4,
+    BATCHED_GEMM4, SPLIT_KV_MIN,
 };
 use ferrite_gguf::GgmlType;
 
@@ -74,6 +74,8 @@ struct Buffers {
     off_swa: Vec<usize>,
     pos_swa: Vec<u32>,
     attn_tiled: Vec<bool>, // (n) llama.cpp's tiled flash attention for the token
+    split_kv: Vec<u32>,    // (n) llama.cpp's KV view size when it splits the decode, else 0
+    split_none: Vec<u32>,  // (n) zeros
     router: Vec<f32>,      // (n, n_expert)
     routes: Vec<(u32, f32)>, // (n, n_expert_used): expert, weight
     moe_tok: Vec<(usize, f32)>, // tokens routed to the current expert
@@ -142,6 +144,8 @@ impl<'m> Context<'m> {
             off_swa: Vec::with_capacity(n + 1),
             pos_swa: Vec::new(),
             attn_tiled: Vec::with_capacity(n),
+            split_kv: Vec::with_capacity(n),
+            split_none: Vec::with_capacity(n),
             router: vec![0.0; n * hp.n_expert],
             routes: Vec::with_capacity(n * hp.n_expert_used),
             moe_tok: Vec::with_capacity(n),
@@ -339,6 +343,24 @@ fn forward(
     b.attn_tiled.clear();
     b.attn_tiled
         .extend(b.batched.iter().map(|&f| f & BATCHED_GE64 != 0));
+    // llama.cpp decodes a one-token batch over ≥ 512 KV cells with its split-KV path; its KV
+    // view is the used cells rounded up to 256 (at least 256, at most the cache): per
+    // sequence here, the sequence alone in the batch and holding positions 0..=pos.
+    b.split_kv.clear();
+    b.split_none.clear();
+    for (t, &s) in ub.seq_id.iter().enumerate() {
+        let alone = ub.seq_id.iter().filter(|&&x| x == s).count() == 1;
+        let n_kv = (ub.pos[t] as usize + 1)
+            .next_multiple_of(256)
+            .max(256)
+            .min(kv.n_ctx());
+        b.split_kv.push(if alone && n_kv >= SPLIT_KV_MIN {
+            n_kv as u32
+        } else {
+            0
+        });
+        b.split_none.push(0);
+    }
     batched_flags(
         ub.seq_id,
         |t| ub.want_logits[t],
@@ -544,6 +566,9 @@ fn layer(
         tiled: &b.attn_tiled,
         seq: ub.seq_id,
         pos: vpos,
+        // Sliding-window layers: llama.cpp's SWA cache is a ring of its own size, so its
+        // split chunks are not position ranges; not emulated.
+        split_kv: if swa { &b.split_none } else { &b.split_kv },
     };
     attention_tiled(
         pool,
