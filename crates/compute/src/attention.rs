@@ -67,8 +67,8 @@ pub struct AttnTiles<'a> {
     pub seq: &'a [u32],
     pub pos: &'a [u32],
     /// Per token: llama.cpp's KV view size when it would take its split-KV decode path (a
-    /// one-token batch over ≥ [`SPLIT_KV_MIN`] cells), else 0. The chunks are cut by the
-    /// pool's thread count, as llama.cpp cuts them by its own.
+    /// one-token batch over ≥ [`SPLIT_KV_MIN`] cells), else 0; empty: never. The chunks are
+    /// cut by the pool's thread count, as llama.cpp cuts them by its own.
     pub split_kv: &'a [u32],
 }
 
@@ -145,7 +145,11 @@ pub fn attention_tiled(
             ("attention tiled flags", t.tiled.len(), n_tokens),
             ("attention token sequences", t.seq.len(), n_tokens),
             ("attention visible positions", t.pos.len(), visible.len()),
-            ("attention split-KV sizes", t.split_kv.len(), n_tokens),
+            (
+                "attention split-KV sizes",
+                t.split_kv.len(),
+                if t.split_kv.is_empty() { 0 } else { n_tokens },
+            ),
         ] {
             if got != want {
                 return Err(ComputeError::Shape {
@@ -267,7 +271,7 @@ pub fn attention_tiled(
                 }
                 (m, sum)
             };
-            let n_kv = tiles.map_or(0, |tl| tl.split_kv[t] as usize);
+            let n_kv = tiles.map_or(0, |tl| tl.split_kv.get(t).map_or(0, |&v| v as usize));
             if n_kv >= SPLIT_KV_MIN {
                 // llama.cpp's split-KV decode (`use_split_kv_path`): the cell range cut into
                 // one chunk per thread, each an online softmax of its own, the partials merged
@@ -419,13 +423,11 @@ fn tiled_groups(
         bufs.cur.clear();
         bufs.cur.extend(toks.iter().map(|&t| vis_off[t]));
         bufs.kt.resize(kd * FA_TILE, 0.0);
-        bufs.vrow.resize(vd, 0.0);
-        for (ti, &t) in toks.iter().enumerate() {
+        for &t in toks {
             for j in 0..group {
                 // SAFETY: (t, h) output rows are disjoint between items.
                 let o = unsafe { optr.slice((t * p.n_head + hk * group + j) * vd, vd) };
                 o.fill(0.0);
-                let _ = ti;
             }
         }
         let mut t0 = lo;
@@ -896,6 +898,13 @@ pub fn attention_ref(
 mod tests {
     use super::*;
 
+    /// `x` in the cache type `ty` (F16/F32 bytes).
+    fn to_cache(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+        let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
+        ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
+        b
+    }
+
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
@@ -947,11 +956,7 @@ mod tests {
             softcap: 0.0,
         };
         let ty = GgmlType::F16;
-        let conv = |x: &[f32]| {
-            let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
-            ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
-            b
-        };
+        let conv = |x: &[f32]| to_cache(ty, x);
         let kb = conv(
             &(0..n_cells * 32)
                 .map(|_| lcg(&mut seed) * 2.0)
@@ -1029,11 +1034,7 @@ mod tests {
         };
         for ty in [GgmlType::F32, GgmlType::F16] {
             let n_cells = 2 * n_pos;
-            let conv = |x: &[f32]| {
-                let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
-                ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
-                b
-            };
+            let conv = |x: &[f32]| to_cache(ty, x);
             let kf: Vec<f32> = (0..n_cells * 64).map(|_| lcg(&mut seed) * 2.0).collect();
             let vf: Vec<f32> = (0..n_cells * 32).map(|_| lcg(&mut seed)).collect();
             let (kb, vb) = (conv(&kf), conv(&vf));
@@ -1072,7 +1073,7 @@ mod tests {
                     tiled: &tiled,
                     seq: &seq,
                     pos: &pos,
-                    split_kv: &vec![0; n],
+                    split_kv: &[],
                 };
                 attention_tiled(
                     &pool,
@@ -1099,7 +1100,7 @@ mod tests {
                     tiled: &[true],
                     seq: &seq[t..t + 1],
                     pos: &p1,
-                    split_kv: &[0],
+                    split_kv: &[],
                 };
                 let qt = &q[t * 128..(t + 1) * 128];
                 attention_tiled(&pool, &p, qt, &kv, &v1, &o1, Some(tiles), &mut one, &mut sc)
@@ -1133,11 +1134,7 @@ mod tests {
                     .map(|_| lcg(&mut seed) * 2.0)
                     .collect();
                 let vf: Vec<f32> = (0..n_cells * 2 * 8).map(|_| lcg(&mut seed)).collect();
-                let conv = |x: &[f32]| {
-                    let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
-                    ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
-                    b
-                };
+                let conv = |x: &[f32]| to_cache(ty, x);
                 let (kb, vb) = (conv(&kf), conv(&vf));
                 let kv = KvView { ty, k: &kb, v: &vb };
                 let q: Vec<f32> = (0..n_tokens * 4 * 16).map(|_| lcg(&mut seed)).collect();
@@ -1189,11 +1186,7 @@ mod tests {
         for ty in [GgmlType::F32, GgmlType::F16] {
             let es = elt_size(ty);
             let (kr, vr) = (2 * 16 * es, 2 * 8 * es);
-            let conv = |x: &[f32]| {
-                let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
-                ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
-                b
-            };
+            let conv = |x: &[f32]| to_cache(ty, x);
             let kb = conv(
                 &(0..n_cells * 32)
                     .map(|_| lcg(&mut seed))

@@ -208,8 +208,12 @@ pub fn matmul_many<const N: usize>(
     let mut any_alt = [false; N];
     for (i, w) in ws.iter().enumerate() {
         let bit = batched_bit(w.ty, w.rows);
+        if bit == 0 || flags.is_empty() {
+            continue;
+        }
+        scratch.alt.resize(i * n_tokens, false);
         for t in 0..n_tokens {
-            let a = bit != 0 && flags.get(t).is_some_and(|&f| f & bit != 0);
+            let a = flags.get(t).is_some_and(|&f| f & bit != 0);
             any_alt[i] |= a;
             scratch.alt.push(a);
         }
@@ -262,7 +266,7 @@ pub fn matmul_many<const N: usize>(
                 n_tokens,
                 tile,
                 nr,
-                &alt[i * n_tokens..(i + 1) * n_tokens],
+                alt.get(i * n_tokens..(i + 1) * n_tokens).unwrap_or(&[]),
             )
             .expect("sizes checked above");
             for t in 0..n_tokens {

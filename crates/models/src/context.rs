@@ -75,7 +75,6 @@ struct Buffers {
     pos_swa: Vec<u32>,
     attn_tiled: Vec<bool>, // (n) llama.cpp's tiled flash attention for the token
     split_kv: Vec<u32>,    // (n) llama.cpp's KV view size when it splits the decode, else 0
-    split_none: Vec<u32>,  // (n) zeros
     router: Vec<f32>,      // (n, n_expert)
     routes: Vec<(u32, f32)>, // (n, n_expert_used): expert, weight
     moe_tok: Vec<(usize, f32)>, // tokens routed to the current expert
@@ -145,7 +144,6 @@ impl<'m> Context<'m> {
             pos_swa: Vec::new(),
             attn_tiled: Vec::with_capacity(n),
             split_kv: Vec::with_capacity(n),
-            split_none: Vec::with_capacity(n),
             router: vec![0.0; n * hp.n_expert],
             routes: Vec::with_capacity(n * hp.n_expert_used),
             moe_tok: Vec::with_capacity(n),
@@ -346,10 +344,10 @@ fn forward(
     // llama.cpp decodes a one-token batch over ≥ 512 KV cells with its split-KV path; its KV
     // view is the used cells rounded up to 256 (at least 256, at most the cache): per
     // sequence here, the sequence alone in the batch and holding positions 0..=pos.
+    // `seq_counts` holds the tokens per sequence of the call just above.
     b.split_kv.clear();
-    b.split_none.clear();
     for (t, &s) in ub.seq_id.iter().enumerate() {
-        let alone = ub.seq_id.iter().filter(|&&x| x == s).count() == 1;
+        let alone = b.seq_counts.iter().any(|c| c.0 == s && c.1 == 1);
         let n_kv = (ub.pos[t] as usize + 1)
             .next_multiple_of(256)
             .max(256)
@@ -359,7 +357,6 @@ fn forward(
         } else {
             0
         });
-        b.split_none.push(0);
     }
     batched_flags(
         ub.seq_id,
@@ -568,7 +565,7 @@ fn layer(
         pos: vpos,
         // Sliding-window layers: llama.cpp's SWA cache is a ring of its own size, so its
         // split chunks are not position ranges; not emulated.
-        split_kv: if swa { &b.split_none } else { &b.split_kv },
+        split_kv: if swa { &[] } else { &b.split_kv },
     };
     attention_tiled(
         pool,

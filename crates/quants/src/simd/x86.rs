@@ -53,7 +53,7 @@ unsafe fn f32_ld(p: *const u8) -> f32 {
 /// to `vfmadd231ss`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
+pub(super) unsafe fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
     _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
 }
 

@@ -19,7 +19,7 @@
 //! bounds by the length checks of the public entry (whole blocks, `ncols` activation rows).
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
-use super::z512::{fold8, hsum256, hsum_halves};
+use super::z512::{fold8, hsum256, hsum_halves, ld2};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -408,7 +408,7 @@ unsafe fn pack_group_k_fast<const Q6: bool>(
                 }
                 let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc as *const __m128i));
                 _mm256_storeu_si256(kmp.add(at * 16) as *mut __m256i, sc16);
-                p.kd[at] = f16_at(blk.add(208));
+                p.kd[at] = super::f16_ld(blk.add(208));
             } else {
                 let scales = std::slice::from_raw_parts(blk.add(4), 12);
                 let sm: [(u8, u8); 8] =
@@ -432,8 +432,8 @@ unsafe fn pack_group_k_fast<const Q6: bool>(
                 for j in 0..8 {
                     *kmp.add(at * 16 + j) = sm[j].1 as i16;
                 }
-                p.kd[at] = f16_at(blk);
-                p.kdmin[at] = f16_at(blk.add(2));
+                p.kd[at] = super::f16_ld(blk);
+                p.kdmin[at] = super::f16_ld(blk.add(2));
             }
         }
     }
@@ -470,18 +470,15 @@ unsafe fn pack_group_q5_0(
                 _mm256_maskz_set1_epi8(qh as __mmask32, 16),
             );
             _mm256_storeu_si256(qp.add(at * 64 + (bi % 2) * 32) as *mut __m256i, q);
-            _mm256_storeu_ps(scp.add(at * 16 + (bi % 2) * 8), _mm256_set1_ps(f16_at(blk)));
+            _mm256_storeu_ps(
+                scp.add(at * 16 + (bi % 2) * 8),
+                _mm256_set1_ps(super::f16_ld(blk)),
+            );
         }
     }
 }
 
 // ------------------------------------------------------------------ the micro-kernel
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    super::f16_ld(p)
-}
 
 /// Lanes 0..8 = a, 8..16 = b.
 #[inline]
@@ -493,15 +490,6 @@ unsafe fn halves(a: f32, b: f32) -> __m512 {
         _mm256_castps_si256(_mm256_set1_ps(b)),
         1,
     ))
-}
-
-/// 32 bytes at `p0` then 32 bytes at `p1`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
-    let a = _mm256_loadu_si256(p0 as *const __m256i);
-    let b = _mm256_loadu_si256(p1 as *const __m256i);
-    _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)
 }
 
 /// Activation kinds as const-generic tags.
@@ -542,13 +530,13 @@ unsafe fn kernel<
         for q in 0..P {
             let (ya, yb) = (y[q][0].add(b * asz), y[q][1].add(b * asz));
             yv[q] = ld2(ya.add(aq), yb.add(aq));
-            dyv[q] = halves(f16_at(ya), f16_at(yb));
+            dyv[q] = halves(super::f16_ld(ya), super::f16_ld(yb));
             if OFF {
                 corr[q] = _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, offv, yv[q]));
             }
             if MIN {
                 let m = _mm512_broadcast_f32x8(_mm256_loadu_ps(lmp.add(b * 8)));
-                let sv = halves(f16_at(ya.add(2)), f16_at(yb.add(2)));
+                let sv = halves(super::f16_ld(ya.add(2)), super::f16_ld(yb.add(2)));
                 summs[q] = _mm512_fmadd_ps(m, sv, summs[q]);
             }
         }

@@ -39,7 +39,7 @@ unsafe fn rd32(p: *const u8) -> i32 {
 /// 32 bytes at `p0` then 32 bytes at `p1`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
+pub(super) unsafe fn ld2(p0: *const u8, p1: *const u8) -> __m512i {
     let a = _mm256_loadu_si256(p0 as *const __m256i);
     let b = _mm256_loadu_si256(p1 as *const __m256i);
     _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)
@@ -126,13 +126,6 @@ unsafe fn h4x2p(p: [*const u8; 4]) -> __m256 {
     ))
 }
 
-/// The f16 at `p` in 8 f32 lanes (a `vpbroadcastw` load: no false register dependency).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16x8(p: *const u8) -> __m256 {
-    super::f16x8(p)
-}
-
 /// Q5 high bits of two blocks (`qh` at `p0` and `p1`) as a 64-lane byte mask.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -185,9 +178,9 @@ macro_rules! legacy_body {
                     x[3].add(i * $wsz),
                 ];
                 let xd = h4x2p(xb);
-                let dd = _mm512_castps256_ps512(_mm256_mul_ps(xd, f16x8(yb)));
+                let dd = _mm512_castps256_ps512(_mm256_mul_ps(xd, super::f16x8(yb)));
                 if $min {
-                    summs = _mm256_mask3_fmadd_ps(xd, f16x8(yb.add(2)), summs, 0xAA);
+                    summs = _mm256_mask3_fmadd_ps(xd, super::f16x8(yb.add(2)), summs, 0xAA);
                 }
                 for (p, ix) in [(0, ix0), (1, ix1)] {
                     let $x0 = xb[2 * p];
@@ -315,13 +308,6 @@ unsafe fn ld512(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p as *const _)
 }
 
-/// `a·b + c`, one rounding.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn fma_ss(a: f32, b: f32, c: f32) -> f32 {
-    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
-}
-
 /// Σ of 4 i32 lanes (exact, wrapping as the hardware does).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -390,7 +376,7 @@ unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
             let d = _mm_cvtph_ps(_mm_cvtsi32_si128(rd32(xb)));
             // d·yd in lane 0, dmin·yd in lane 1.
             let d = _mm_mul_ps(d, _mm_set1_ps(yd));
-            accm[r] = fma_ss(mi as f32, _mm_cvtss_f32(_mm_movehdup_ps(d)), accm[r]);
+            accm[r] = super::fma_ss(mi as f32, _mm_cvtss_f32(_mm_movehdup_ps(d)), accm[r]);
             let mut sumi = _mm512_setzero_si512();
             for c in 0..4 {
                 let q = _mm256_loadu_si256(xb.add(16 + 32 * c) as *const __m256i);
@@ -401,7 +387,7 @@ unsafe fn q4_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 let s = bcast_w2(sc, 2 * c as i16, 2 * c as i16 + 1);
                 sumi = _mm512_dpwssd_epi32(sumi, p, s);
             }
-            acc[r] = fma_ss(hsum_i32_512(sumi) as f32, _mm_cvtss_f32(d), acc[r]);
+            acc[r] = super::fma_ss(hsum_i32_512(sumi) as f32, _mm_cvtss_f32(d), acc[r]);
         }
     }
     let mut out = [0f32; R];
@@ -442,7 +428,7 @@ unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
             let d = _mm_cvtph_ps(_mm_cvtsi32_si128(rd32(xb)));
             // d·yd in lane 0, dmin·yd in lane 1.
             let d = _mm_mul_ps(d, _mm_set1_ps(yd));
-            accm[r] = fma_ss(mi as f32, _mm_cvtss_f32(_mm_movehdup_ps(d)), accm[r]);
+            accm[r] = super::fma_ss(mi as f32, _mm_cvtss_f32(_mm_movehdup_ps(d)), accm[r]);
             let hb = _mm256_loadu_si256(xb.add(16) as *const __m256i);
             let hb = _mm512_inserti64x4(_mm512_castsi256_si512(hb), hb, 1);
             let mut sumi = _mm512_setzero_si512();
@@ -463,7 +449,7 @@ unsafe fn q5_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 let s = bcast_w2(sc, 2 * c as i16, 2 * c as i16 + 1);
                 sumi = _mm512_dpwssd_epi32(sumi, p, s);
             }
-            acc[r] = fma_ss(hsum_i32_512(sumi) as f32, _mm_cvtss_f32(d), acc[r]);
+            acc[r] = super::fma_ss(hsum_i32_512(sumi) as f32, _mm_cvtss_f32(d), acc[r]);
         }
     }
     let mut out = [0f32; R];
@@ -518,7 +504,7 @@ unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 sumi = _mm512_dpwssd_epi32(sumi, pa, bcast_w4(sc, 8 * j as i16));
                 sumi = _mm512_dpwssd_epi32(sumi, pb, bcast_w4(sc, 8 * j as i16 + 4));
             }
-            let d = f16_to_f32(xb.add(208)) * yd;
+            let d = super::f16_ld(xb.add(208)) * yd;
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(fold8(sumi)), acc[r]);
         }
     }
@@ -527,12 +513,6 @@ unsafe fn q6_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
         out[r] = hsum256(acc[r]);
     }
     out
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f16_to_f32(p: *const u8) -> f32 {
-    super::f16_ld(p)
 }
 
 /// Q2_K × Q8_K, `R` rows: 64 two-bit quants per `zmm` (two shifts of the same 32 bytes), one
@@ -574,8 +554,8 @@ unsafe fn q2_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
                 let p = _mm512_maddubs_epi16(q, yq[c]);
                 sumi = _mm512_dpwssd_epi32(sumi, p, bcast_w4(sc, 4 * c as i16));
             }
-            let dall = f16_to_f32(xb.add(80)) * yd;
-            let dmin = f16_to_f32(xb.add(82)) * yd;
+            let dall = super::f16_ld(xb.add(80)) * yd;
+            let dmin = super::f16_ld(xb.add(82)) * yd;
             acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dall), _mm512_cvtepi32_ps(sumi), acc[r]);
             accm[r] += dmin * summ as f32;
         }
@@ -590,10 +570,10 @@ unsafe fn q2_k_n<const R: usize>(nb: usize, x: [*const u8; R], y: *const u8) -> 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn hsum_i32_256(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
+    hsum_i32_128(_mm_add_epi32(
+        _mm256_castsi256_si128(v),
+        _mm256_extracti128_si256(v, 1),
+    ))
 }
 
 macro_rules! kquant_entries {
