@@ -494,15 +494,7 @@ fn tiled_groups(
                         &kv.v[c * v_stride + hk * vd * es..][..vd * es]
                     };
                     let wt = |x: usize| kq[(tl.pos[x] - t0) as usize];
-                    #[cfg(target_arch = "x86_64")]
-                    if avx512() && vd.is_multiple_of(16) {
-                        // SAFETY: avx512f checked; rows hold vd elements.
-                        unsafe { x86::mad_cells(o, first..cur, &vrow, &wt, f16) };
-                        continue;
-                    }
-                    for x in first..cur {
-                        mad_row(o, vrow(x), wt(x), f16, &mut bufs.vrow);
-                    }
+                    mad_cells(o, first..cur, &vrow, &wt, f16);
                 }
             }
             t0 = t1;
@@ -564,24 +556,34 @@ fn softmax_tile(kq: &mut [f32; FA_TILE], m: f32) -> f64 {
     tsum
 }
 
-/// `o[d] = fma(w, v[d], o[d])` for a cache row `v` (f16 when `f16`, else f32).
-fn mad_row(o: &mut [f32], v: &[u8], w: f32, f16: bool, tmp: &mut [f32]) {
+/// `o[d] = fma(w(x), v(x)[d], o[d])` for the cells `xs` in order, for every element `d`
+/// (`v(x)` a cache row: f16 when `f16`, else f32).
+fn mad_cells<'a>(
+    o: &mut [f32],
+    xs: std::ops::Range<usize>,
+    v: &dyn Fn(usize) -> &'a [u8],
+    w: &dyn Fn(usize) -> f32,
+    f16: bool,
+) {
+    let ld = |r: &[u8], d: usize| {
+        if f16 {
+            half::f16::from_bits(u16::from_le_bytes([r[2 * d], r[2 * d + 1]])).to_f32()
+        } else {
+            f32::from_le_bytes([r[4 * d], r[4 * d + 1], r[4 * d + 2], r[4 * d + 3]])
+        }
+    };
+    let mut d0 = 0;
     #[cfg(target_arch = "x86_64")]
     if avx512() {
-        // SAFETY: avx512f checked; `v` holds o.len() elements.
-        unsafe { x86::mad_row(o, v, w, f16) };
-        return;
+        d0 = o.len() & !15;
+        // SAFETY: avx512f checked; rows hold o.len() elements (asserted inside).
+        unsafe { x86::mad_cells(&mut o[..d0], xs.clone(), v, w, f16) };
     }
-    let tmp = &mut tmp[..o.len()];
-    for (d, t) in tmp.iter_mut().enumerate() {
-        *t = if f16 {
-            half::f16::from_bits(u16::from_le_bytes([v[2 * d], v[2 * d + 1]])).to_f32()
-        } else {
-            f32::from_le_bytes([v[4 * d], v[4 * d + 1], v[4 * d + 2], v[4 * d + 3]])
-        };
-    }
-    for (a, &t) in o.iter_mut().zip(tmp.iter()) {
-        *a = w.mul_add(t, *a);
+    for x in xs {
+        let (row, wx) = (v(x), w(x));
+        for (d, a) in o.iter_mut().enumerate().skip(d0) {
+            *a = wx.mul_add(ld(row, d), *a);
+        }
     }
 }
 
@@ -671,8 +673,8 @@ mod x86 {
         tsum
     }
 
-    /// [`super::mad_row`] for the cells `xs` in order (`o[d] = fma(w(x), v(x)[d], o[d])`, the
-    /// same sequence per element), 128 elements of `o` kept in registers across the cells.
+    /// [`super::mad_cells`] for `o.len()` a multiple of 16, 128 elements of `o` kept in
+    /// registers across the cells.
     #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn mad_cells<'a>(
         o: &mut [f32],
@@ -709,37 +711,6 @@ mod x86 {
                 _mm512_storeu_ps(op.add(d0 + 16 * j), *a);
             }
             d0 += 16 * k;
-        }
-    }
-
-    /// [`super::mad_row`] with AVX-512F (16 elements per fma; the scalar tail as the twin).
-    #[target_feature(enable = "avx512f,f16c")]
-    pub unsafe fn mad_row(o: &mut [f32], v: &[u8], w: f32, f16: bool) {
-        let n = o.len();
-        assert!(v.len() >= n * if f16 { 2 } else { 4 });
-        let wv = _mm512_set1_ps(w);
-        let (op, vp) = (o.as_mut_ptr(), v.as_ptr());
-        let mut d = 0;
-        while d + 16 <= n {
-            let x = if f16 {
-                _mm512_cvtph_ps(_mm256_loadu_si256(vp.add(2 * d) as *const __m256i))
-            } else {
-                _mm512_loadu_ps(vp.add(4 * d) as *const f32)
-            };
-            _mm512_storeu_ps(
-                op.add(d),
-                _mm512_fmadd_ps(wv, x, _mm512_loadu_ps(op.add(d))),
-            );
-            d += 16;
-        }
-        while d < n {
-            let x = if f16 {
-                half::f16::from_bits(u16::from_le_bytes([v[2 * d], v[2 * d + 1]])).to_f32()
-            } else {
-                f32::from_le_bytes([v[4 * d], v[4 * d + 1], v[4 * d + 2], v[4 * d + 3]])
-            };
-            o[d] = w.mul_add(x, o[d]);
-            d += 1;
         }
     }
 
