@@ -5,15 +5,20 @@
 
 use crate::pool::{SendPtr, ThreadPool};
 use crate::ComputeError;
+use ferrite_quants::packed::GROUP;
 use ferrite_quants::{kernels, row_bytes, GgmlType};
 
-/// A 2-D weight: `rows` rows of `cols` elements of type `ty`, `data` in place (the mmap).
+/// A 2-D weight: `rows` rows of `cols` elements of type `ty`, `data` in place (the mmap), or
+/// in the 4-row interleaved layout (`packed`, see `ferrite_quants::packed`).
 #[derive(Clone, Copy, Debug)]
 pub struct WeightView<'a> {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    /// `data` is in the x4 layout (`rows` a multiple of 4): matrix-vector products run the
+    /// x4 kernels, GEMM tiles unpack 16 rows at a time. Same bytes per row either way.
+    pub packed: bool,
 }
 
 impl<'a> WeightView<'a> {
@@ -36,26 +41,47 @@ impl<'a> WeightView<'a> {
             rows,
             cols,
             data,
+            packed: false,
         })
+    }
+
+    /// A weight in the x4 layout (`ferrite_quants::packed::pack_rows`).
+    pub fn new_packed(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, ComputeError> {
+        let mut w = Self::new(ty, rows, cols, data)?;
+        if !ferrite_quants::packed::has_layout(ty) || !rows.is_multiple_of(GROUP) {
+            return Err(ComputeError::Shape {
+                what: "x4 weight rows (a multiple of 4, of a type with the x4 layout)",
+                expected: rows.next_multiple_of(GROUP),
+                got: rows,
+            });
+        }
+        w.packed = true;
+        Ok(w)
     }
 
     pub fn row_bytes(&self) -> usize {
         self.data.len() / self.rows.max(1)
     }
 
-    pub fn row(&self, r: usize) -> &'a [u8] {
-        let rb = self.row_bytes();
-        &self.data[r * rb..(r + 1) * rb]
-    }
-
     /// Rows `start..start+n` as their own view (e.g. one expert of a stacked 3-D tensor).
+    /// Packed views split at whole groups only (a caller bug otherwise).
     pub fn rows_view(&self, start: usize, n: usize) -> WeightView<'a> {
+        assert!(
+            !self.packed || (start.is_multiple_of(GROUP) && n.is_multiple_of(GROUP)),
+            "x4 weight split inside a 4-row group"
+        );
         let rb = self.row_bytes();
         WeightView {
             ty: self.ty,
             rows: n,
             cols: self.cols,
             data: &self.data[start * rb..(start + n) * rb],
+            packed: self.packed,
         }
     }
 }
@@ -71,6 +97,8 @@ pub struct MatmulScratch {
     batched: Vec<u8>,
     /// Per (weight, token) of the current op: the batched order applies.
     alt: Vec<bool>,
+    /// Per-thread plain-layout copies of `TILE_ROWS` packed weight rows (GEMM path).
+    unpacked: Vec<Vec<u8>>,
 }
 
 /// The token is in the first `n − n % 4` of its sequence's `n` tokens in the batch: llama.cpp
@@ -132,6 +160,9 @@ const ROW_BLOCK: usize = 16;
 
 /// Rows per chunk of the GEMM (tile) path: decoded once, then dotted with every token.
 const TILE_ROWS: usize = 16;
+
+// Packed weights are cut into chunks of whole 4-row groups.
+const _: () = assert!(ROW_BLOCK.is_multiple_of(GROUP) && TILE_ROWS.is_multiple_of(GROUP));
 
 /// `out[t, r] = Σ_c w[r, c] · x[t, c]`: x is `(n_tokens, cols)`, out is `(n_tokens, rows)`.
 pub fn matmul(
@@ -243,7 +274,22 @@ pub fn matmul_many<const N: usize>(
             }
         }
     }
+    if (0..N).any(|i| tiled[i] && ws[i].packed) {
+        if scratch.unpacked.len() < nth {
+            scratch.unpacked.resize_with(nth, Vec::new);
+        }
+        let need = (0..N)
+            .map(|i| TILE_ROWS * ws[i].row_bytes())
+            .max()
+            .unwrap_or(0);
+        for u in &mut scratch.unpacked[..nth] {
+            if u.len() < need {
+                u.resize(need, 0);
+            }
+        }
+    }
     let tptr = SendPtr::new(&mut scratch.tiles[..]);
+    let uptr = SendPtr::new(&mut scratch.unpacked[..]);
     let optrs: [SendPtr<f32>; N] = outs.map(SendPtr::new);
     pool.for_each(total, &|chunk, ith| {
         let i = (0..N).rev().find(|&i| first[i] <= chunk).unwrap_or(0);
@@ -257,10 +303,17 @@ pub fn matmul_many<const N: usize>(
             // SAFETY: thread `ith` alone uses its tile buffer during the op.
             let tile = unsafe { &mut tptr.slice(ith, 1)[0] };
             let tile = &mut tile[..nr * n_tokens];
+            let mut wr = &w.data[r0 * rb..(r0 + nr) * rb];
+            if w.packed {
+                // SAFETY: thread `ith` alone uses its unpack buffer during the op.
+                let u = unsafe { &mut uptr.slice(ith, 1)[0][..nr * rb] };
+                ferrite_quants::packed::unpack_rows(w.ty, cols, wr, u).expect("whole groups");
+                wr = u;
+            }
             ferrite_quants::vec_dot_tile_batched(
                 w.ty,
                 cols,
-                &w.data[r0 * rb..(r0 + nr) * rb],
+                wr,
                 nr,
                 act,
                 n_tokens,
@@ -284,7 +337,12 @@ pub fn matmul_many<const N: usize>(
                 let a = &act[t * arb..(t + 1) * arb];
                 // SAFETY: this chunk alone writes rows r0..r1 of every token's output row.
                 let o = unsafe { optr.slice(t * rows + r0, r1 - r0) };
-                ferrite_quants::vec_dot_rows(w.ty, cols, wr, a, o).expect("sizes checked above");
+                if w.packed {
+                    ferrite_quants::packed::vec_dot_rows_x4(w.ty, cols, wr, a, o)
+                } else {
+                    ferrite_quants::vec_dot_rows(w.ty, cols, wr, a, o)
+                }
+                .expect("sizes checked above");
             }
         }
     });
@@ -300,9 +358,19 @@ pub fn matmul_ref(
 ) -> Result<(), ComputeError> {
     check(x.len(), n_tokens * w.cols, "matmul input")?;
     check(out.len(), n_tokens * w.rows, "matmul output")?;
+    let plain;
+    let data = if w.packed {
+        let mut u = vec![0u8; w.data.len()];
+        ferrite_quants::packed::unpack_rows(w.ty, w.cols, w.data, &mut u)?;
+        plain = u;
+        &plain[..]
+    } else {
+        w.data
+    };
+    let rb = w.row_bytes();
     let mut row = vec![0f32; w.cols];
     for r in 0..w.rows {
-        ferrite_quants::dequantize_row(w.ty, w.row(r), &mut row)?;
+        ferrite_quants::dequantize_row(w.ty, &data[r * rb..(r + 1) * rb], &mut row)?;
         for t in 0..n_tokens {
             let xs = &x[t * w.cols..(t + 1) * w.cols];
             let s: f64 = row.iter().zip(xs).map(|(&a, &b)| a as f64 * b as f64).sum();
@@ -393,6 +461,59 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Packed (x4) weights give the plain weights' bits on every path: GEMV (x4 kernels), GEMM
+    /// tiles (unpacked per chunk), with llama.cpp's batched flags, in `matmul_many`.
+    /// Oracle: the same matmul on the unpacked bytes; tolerance 0.
+    #[test]
+    fn packed_weights_match_plain_bitwise() {
+        let mut seed = 5u64;
+        for (ty, cols, rows) in [
+            (GgmlType::Q4_0, 576, 40),
+            (GgmlType::Q4_1, 576, 36),
+            (GgmlType::Q5_0, 640, 20),
+            (GgmlType::Q5_1, 576, 12),
+            (GgmlType::Q4_K, 768, 52),
+        ] {
+            let rb = row_bytes(ty, cols).unwrap();
+            let mut plain = vec![0u8; rb * rows];
+            for r in 0..rows {
+                let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed)).collect();
+                ferrite_quants::quantize_row(ty, &x, &mut plain[r * rb..(r + 1) * rb]).unwrap();
+            }
+            let mut packed = vec![0u8; plain.len()];
+            ferrite_quants::packed::pack_rows(ty, cols, &plain, &mut packed).unwrap();
+            let wp = WeightView::new(ty, rows, cols, &plain).unwrap();
+            let wx = WeightView::new_packed(ty, rows, cols, &packed).unwrap();
+            assert!(
+                WeightView::new_packed(ty, rows - 1, cols, &packed[..rb * (rows - 1)]).is_err()
+            );
+            for n in [1, 2, 5, 16, 37] {
+                let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut seed)).collect();
+                for nth in [1, 2, 3] {
+                    let pool = ThreadPool::new(nth);
+                    for flags in [vec![], vec![BATCHED_GEMM4 | BATCHED_GE8; n]] {
+                        let mut s = MatmulScratch::default();
+                        s.set_batched(&flags);
+                        let (mut want, mut got) = (vec![0f32; n * rows], vec![0f32; n * rows]);
+                        matmul(&pool, &wp, &x, n, &mut want, &mut s).unwrap();
+                        matmul(&pool, &wx, &x, n, &mut got, &mut s).unwrap();
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{ty:?} n={n} nth={nth} {flags:?}");
+                        let mut got2 = vec![0f32; n * rows];
+                        matmul_many(&pool, [&wx, &wx], &x, n, [&mut got, &mut got2], &mut s)
+                            .unwrap();
+                        assert_eq!(bits(&got2), bits(&want), "many {ty:?} n={n} nth={nth}");
+                    }
+                }
+                let mut r = vec![0f32; n * rows];
+                let mut rp = vec![0f32; n * rows];
+                matmul_ref(&wp, &x, n, &mut r).unwrap();
+                matmul_ref(&wx, &x, n, &mut rp).unwrap();
+                assert_eq!(r, rp, "matmul_ref reads packed weights");
             }
         }
     }

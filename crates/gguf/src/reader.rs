@@ -546,6 +546,30 @@ impl GgufFile {
         let start = (self.data_offset + t.offset) as usize;
         &self.storage.bytes()[start..start + t.n_bytes as usize]
     }
+
+    /// Hint that `t`'s bytes won't be read again soon (the model keeps a converted copy): on a
+    /// memory map their pages leave the resident set, and are read again from the file if
+    /// they are touched. In-memory files are left alone. Only whole pages inside the tensor
+    /// are released.
+    pub fn release_pages_of(&self, t: &TensorInfo) {
+        #[cfg(unix)]
+        if let Storage::Mmap(m) = &self.storage {
+            const PAGE: usize = 4096;
+            let start = (self.data_offset + t.offset) as usize;
+            let end = start + t.n_bytes as usize;
+            let (a, b) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+            if a < b && b <= m.len() {
+                // SAFETY: a read-only, file-backed map: dropped pages are re-read from the
+                // file on the next access, so no reference into the map sees other bytes.
+                // Failure only means the pages stay resident.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = t;
+    }
 }
 
 fn describe(v: &ValueRef<'_>) -> String {

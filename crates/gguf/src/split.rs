@@ -127,6 +127,14 @@ impl GgufModel {
             .map(|&(s, t)| &self.shards[s].tensors()[t])
     }
 
+    /// [`GgufFile::release_pages_of`] for the tensor `name` (no-op if there is none).
+    pub fn release_tensor_pages(&self, name: &str) {
+        if let Some(&(s, t)) = self.index.get(name) {
+            let f = &self.shards[s];
+            f.release_pages_of(&f.tensors()[t]);
+        }
+    }
+
     /// A tensor's data in place, from whichever shard holds it.
     pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
         let &(s, t) = self

@@ -86,13 +86,27 @@ pub struct Model {
 }
 
 impl Model {
-    /// Open a GGUF (or the first shard of a split model) and bind every weight.
+    /// Open a GGUF (or the first shard of a split model) and bind every weight, repacking
+    /// where that is faster (see `crate::weights`; not with `FERRITE_NO_REPACK=1`).
     pub fn open(path: impl AsRef<Path>) -> Result<Model> {
         Model::from_gguf(GgufModel::open(path)?)
     }
 
+    /// [`Model::open`] with repacking chosen by the caller instead of the environment.
+    pub fn open_with(path: impl AsRef<Path>, repack: bool) -> Result<Model> {
+        Model::from_gguf_with(GgufModel::open(path)?, repack)
+    }
+
     pub fn from_gguf(gguf: GgufModel) -> Result<Model> {
-        let l = Loader { gguf: &gguf };
+        Model::from_gguf_with(gguf, crate::weights::repack_enabled())
+    }
+
+    /// Bind the weights of `gguf`; `repack`: pack the matrices this CPU has x4 kernels for.
+    pub fn from_gguf_with(gguf: GgufModel, repack: bool) -> Result<Model> {
+        let l = Loader {
+            gguf: &gguf,
+            repack,
+        };
         let factor = |name: &str| -> Result<Option<Vec<f32>>> {
             match gguf.tensor_info(name) {
                 Some(t) => Ok(Some(l.vector(name, t.n_elements() as usize)?)),
@@ -114,7 +128,7 @@ impl Model {
                 })
             }
         };
-        let tok_embd = l.matrix("token_embd.weight", n_embd, n_vocab)?; // (n_vocab, n_embd)
+        let tok_embd = l.table("token_embd.weight", n_embd, n_vocab)?; // (n_vocab, n_embd)
         type LoadLayer = fn(&Loader, &HParams, usize) -> Result<LayerWeights>;
         let decoder_layer: Option<LoadLayer> = match hp.arch {
             Arch::Llama => Some(arch::llama::load_layer),

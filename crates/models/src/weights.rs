@@ -1,5 +1,9 @@
-//! Weight views into the GGUF mmap (matrices are never copied; 1-D vectors such as norm
-//! weights and biases are dequantized to f32 at load, a few KiB per layer).
+//! Weight views into the GGUF mmap (1-D vectors such as norm weights and biases are
+//! dequantized to f32 at load, a few KiB per layer). Matrices stay in the mmap, except those
+//! this CPU multiplies faster in the 4-row interleaved layout (`ferrite_quants::packed`:
+//! Q4_0/Q4_1/Q5_0/Q5_1/Q4_K on AVX-512): they are packed once at load into an owned buffer of the same
+//! size and their mmap pages released, as llama.cpp repacks Q4_0/Q4_K into its CPU_REPACK
+//! buffer. `FERRITE_NO_REPACK=1` keeps every matrix in the mmap (comparisons, debugging).
 
 use crate::error::{ModelError, Result};
 use ferrite_compute::WeightView;
@@ -16,18 +20,25 @@ pub struct Matrix {
     pub rows: usize,
     /// Stacked matrices (GGUF `dims[2]`, experts), 1 for plain matrices.
     pub n_mat: usize,
+    /// In the x4 layout (`bytes()` is then not row-major).
+    pub packed: bool,
     ptr: *const u8,
     len: usize,
+    /// The packed copy `ptr` points into (64-byte aligned inside), if any.
+    _owned: Option<Vec<u8>>,
 }
 
-// SAFETY: the pointee is the read-only mmap owned by the `Model` that owns this `Matrix`.
+// SAFETY: the pointee is the read-only mmap owned by the `Model` that owns this `Matrix`, or
+// the matrix's own never-mutated buffer.
 unsafe impl Send for Matrix {}
 unsafe impl Sync for Matrix {}
 
 impl Matrix {
+    /// The tensor's bytes: row-major GGUF data, or the x4 layout where `packed`.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is tensor data of the `GgufModel` kept alive (and never
-        // mutated) by the owning `Model`; the mmap/heap buffer does not move when it moves.
+        // mutated) by the owning `Model`, or inside `_owned`; neither buffer moves when the
+        // matrix or the model moves.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
@@ -38,6 +49,7 @@ impl Matrix {
             rows: self.rows * self.n_mat,
             cols: self.cols,
             data: self.bytes(),
+            packed: self.packed,
         }
     }
 
@@ -49,6 +61,13 @@ impl Matrix {
 
 pub(crate) struct Loader<'a> {
     pub gguf: &'a GgufModel,
+    /// Pack matrices this CPU has x4 kernels for (see the module doc).
+    pub repack: bool,
+}
+
+/// Whether models opened now repack (not with `FERRITE_NO_REPACK` set to anything but `0`).
+pub(crate) fn repack_enabled() -> bool {
+    std::env::var("FERRITE_NO_REPACK").map_or(true, |v| v == "0")
 }
 
 impl Loader<'_> {
@@ -92,8 +111,36 @@ impl Loader<'_> {
         Ok(t)
     }
 
-    /// A matrix of GGUF shape `[cols, rows]`: `rows` outputs of `cols` inputs.
+    /// A matrix of GGUF shape `[cols, rows]`: `rows` outputs of `cols` inputs, for matrix
+    /// products (packed where that is faster).
     pub fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Matrix> {
+        let m = self.stack(name, cols, rows, 1)?;
+        if !self.repack
+            || !ferrite_quants::packed::has_kernels(m.ty)
+            || !rows.is_multiple_of(ferrite_quants::packed::GROUP)
+        {
+            return Ok(m);
+        }
+        let mut buf = vec![0u8; m.len + 64];
+        let off = buf.as_ptr().align_offset(64);
+        ferrite_quants::packed::pack_rows(m.ty, cols, m.bytes(), &mut buf[off..off + m.len])
+            .map_err(|source| ModelError::TensorType {
+                name: name.to_owned(),
+                ty: m.ty,
+                source,
+            })?;
+        self.gguf.release_tensor_pages(name);
+        Ok(Matrix {
+            packed: true,
+            ptr: buf[off..].as_ptr(),
+            _owned: Some(buf),
+            ..m
+        })
+    }
+
+    /// A lookup table (`get_rows`: token, position embeddings) of GGUF shape `[cols, rows]`:
+    /// always row-major, in place in the mmap.
+    pub fn table(&self, name: &str, cols: usize, rows: usize) -> Result<Matrix> {
         self.stack(name, cols, rows, 1)
     }
 
@@ -113,8 +160,10 @@ impl Loader<'_> {
             cols,
             rows,
             n_mat,
+            packed: false,
             ptr: data.as_ptr(),
             len: data.len(),
+            _owned: None,
         })
     }
 

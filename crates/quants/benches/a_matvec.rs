@@ -19,6 +19,9 @@
 //! - `mem_matvec_rows/TYPE`: `FERRITE_BENCH_MEM_MIB` MiB of weights (one quantized row repeated;
 //!   content doesn't affect speed) through `vec_dot_rows`, the 4-row path the engine uses, for
 //!   the types in our real models. Same buffer size and alignment (64 B) as `mem_read`.
+//! - `mem_matvec_x4/TYPE`, `in_cache_64k_x4/TYPE`: the same through `vec_dot_rows_x4`, the
+//!   4-row interleaved layout (`ferrite_quants::packed`) the engine packs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K into
+//!   on AVX-512 CPUs; for those types this is the engine's matrix-vector kernel.
 //!
 //! Reading the ratio: memory efficiency of a type = median `mem_matvec_rows/TYPE` divided by the
 //! best median among `mem_read` / `mem_read_prefetch` (the ceiling one core can pull from DRAM).
@@ -32,6 +35,7 @@
 //! (optionally `FERRITE_BENCH_MEM_MIB=2048`).
 use divan::counter::BytesCount;
 use divan::{black_box, Bencher};
+use ferrite_quants::packed::{pack_rows, vec_dot_rows_x4, GROUP};
 use ferrite_quants::simd::{dot_fn_at, Level};
 use ferrite_quants::{kernels, quantize_row, row_bytes, vec_dot, vec_dot_rows, GgmlType};
 
@@ -49,16 +53,22 @@ const ADDED: &[&str] = &[
 const LEVELS: &[&str] = &[
     "IQ2_XS/scalar",
     "IQ2_XS/avx2",
+    "IQ2_XS/avx512",
     "IQ3_S/scalar",
     "IQ3_S/avx2",
+    "IQ3_S/avx512",
     "IQ2_S/scalar",
     "IQ2_S/avx2",
+    "IQ2_S/avx512",
     "IQ1_S/scalar",
     "IQ1_S/avx2",
+    "IQ1_S/avx512",
     "IQ1_M/scalar",
     "IQ1_M/avx2",
+    "IQ1_M/avx512",
     "TQ1_0/scalar",
     "TQ1_0/avx2",
+    "TQ1_0/avx512",
     "F16/avx2",
     "F16/avx512",
     "BF16/avx2",
@@ -71,15 +81,25 @@ const LEVELS: &[&str] = &[
     "Q5_1/avx512",
     "IQ4_NL/scalar",
     "IQ4_NL/avx2",
+    "IQ4_NL/avx512",
     "IQ4_XS/scalar",
     "IQ4_XS/avx2",
+    "IQ4_XS/avx512",
     "MXFP4/scalar",
     "MXFP4/avx2",
+    "MXFP4/avx512",
     "TQ2_0/scalar",
     "TQ2_0/avx2",
+    "TQ2_0/avx512",
+    "IQ2_XXS/avx2",
+    "IQ2_XXS/avx512",
+    "IQ3_XXS/avx2",
+    "IQ3_XXS/avx512",
     "Q4_K/avx2",
     "Q4_K/avx512",
 ];
+/// Types with the 4-row interleaved layout (`ferrite_quants::packed`): `*_x4` cases.
+const X4: &[&str] = &["Q4_0", "Q4_1", "Q5_0", "Q4_K"];
 const N: usize = 4096; // elements per row
 
 /// Bytes at a 64-byte (cache line) aligned start, so streaming loads never split lines.
@@ -148,6 +168,24 @@ fn run_rows(b: Bencher, name: &str, bytes: usize) {
     });
 }
 
+/// As `run_rows`, the weights in the x4 layout through `vec_dot_rows_x4` (rows rounded down
+/// to whole groups of 4).
+fn run_x4(b: Bencher, name: &str, bytes: usize) {
+    let c = make(name, bytes.min(1 << 16));
+    let rb = row_bytes(c.ty, N).unwrap();
+    let rows = ((bytes / rb) / GROUP * GROUP).max(GROUP);
+    let four = c.w.as_slice()[..rb].repeat(GROUP);
+    let mut packed = vec![0u8; four.len()];
+    pack_rows(c.ty, N, &four, &mut packed).unwrap();
+    let w = Aligned::repeat(&packed, rows * rb);
+    let w = w.as_slice();
+    let mut out = vec![0f32; rows];
+    b.counter(BytesCount::new(w.len())).bench_local(|| {
+        vec_dot_rows_x4(c.ty, N, black_box(w), black_box(&c.a), &mut out).unwrap();
+        black_box(&out);
+    });
+}
+
 fn run_single(b: Bencher, name: &str, bytes: usize) {
     let c = make(name, bytes);
     let rb = row_bytes(c.ty, N).unwrap();
@@ -165,6 +203,12 @@ fn run_single(b: Bencher, name: &str, bytes: usize) {
 #[divan::bench(args = TYPES)]
 fn in_cache_64k_rows(b: Bencher, name: &str) {
     run_rows(b, name, 64 << 10);
+}
+
+/// 64 KiB of weights in the x4 layout (`vec_dot_rows_x4`).
+#[divan::bench(args = X4)]
+fn in_cache_64k_x4(b: Bencher, name: &str) {
+    run_x4(b, name, 64 << 10);
 }
 
 /// 64 KiB of weights, one `vec_dot` call per row.
@@ -365,4 +409,11 @@ fn mem_read_prefetch<const PF: usize>(b: Bencher, kernel: &str) {
 #[divan::bench(args = TYPES, sample_count = 5, sample_size = 1)]
 fn mem_matvec_rows(b: Bencher, name: &str) {
     run_rows(b, name, mem_bytes());
+}
+
+/// As `mem_matvec_rows`, the weights in the x4 layout (`vec_dot_rows_x4`): what the engine
+/// streams for these types on AVX-512 CPUs.
+#[divan::bench(args = X4, sample_count = 5, sample_size = 1)]
+fn mem_matvec_x4(b: Bencher, name: &str) {
+    run_x4(b, name, mem_bytes());
 }

@@ -14,6 +14,7 @@ pub mod iquants;
 pub mod kquants;
 pub mod legacy;
 pub mod mxfp4;
+pub mod packed;
 pub mod q8;
 pub mod simd;
 pub mod ternary;

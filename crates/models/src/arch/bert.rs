@@ -56,7 +56,7 @@ pub(crate) fn load(l: &Loader, hp: &HParams) -> Result<EncoderWeights> {
             })
         }
     };
-    let types = l.matrix("token_types.weight", ne, n_types)?; // (n_token_types, n_embd)
+    let types = l.table("token_types.weight", ne, n_types)?; // (n_token_types, n_embd)
     let mut token_type0 = vec![0f32; ne];
     ferrite_compute::ops::get_rows(types.ty, types.bytes(), ne, &[0], &mut token_type0)?;
     let layers = (0..hp.n_layer)
@@ -64,7 +64,7 @@ pub(crate) fn load(l: &Loader, hp: &HParams) -> Result<EncoderWeights> {
         .collect::<Result<Vec<_>>>()?;
     Ok(EncoderWeights {
         token_type0,
-        pos_embd: l.matrix("position_embd.weight", ne, hp.n_ctx_train)?,
+        pos_embd: l.table("position_embd.weight", ne, hp.n_ctx_train)?,
         embd_norm_w: l.vector("token_embd_norm.weight", ne)?,
         embd_norm_b: l.vector("token_embd_norm.bias", ne)?,
         layers,

@@ -211,6 +211,38 @@ pub(crate) fn vec_dot_rows(
     }
 }
 
+/// Whether [`vec_dot_rows_x4`] has kernels for `ty` on this CPU (`crate::packed`).
+pub fn has_x4_kernel(ty: GgmlType) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        level() == Level::Avx512 && x86::x4::supports(ty)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = ty;
+        false
+    }
+}
+
+/// Rows in the x4 layout (`crate::packed`) against one activation; false (nothing written)
+/// where this CPU has no kernel for `ty`. Lengths must already be checked by the caller.
+pub(crate) fn vec_dot_rows_x4(
+    ty: GgmlType,
+    n: usize,
+    row_bytes: usize,
+    w: &[u8],
+    act: &[u8],
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_x4_kernel(ty) {
+        // SAFETY: AVX-512 level and kernel support checked above; lengths by the caller.
+        return unsafe { x86::x4::rows(ty, n / ty.block_size(), row_bytes, w, act, out) };
+    }
+    let _ = (ty, n, row_bytes, w, act, out);
+    false
+}
+
 /// Columns below which a tile is computed column by column with the 4-row kernels (packing
 /// the weight rows costs about as much as a few dozen columns).
 pub const TILE_MIN_COLS: usize = 16;

@@ -801,6 +801,7 @@ safe_table!(dot_avx2, rows4_avx2, avx2);
 safe_table!(dot_avx512_256, rows4_avx512_256, avx512);
 
 pub(super) mod tile;
+pub(super) mod x4;
 mod z512;
 
 /// AVX-512 level: the 512-bit kernels where written, else the 256-bit VNNI instantiation.

@@ -28,7 +28,7 @@ use std::arch::x86_64::*;
 /// streams. Measured (benches/a_matvec.rs `mem`, 1 GiB, one core): the 4-bit kernels went from
 /// ~52% to ~75% of the streaming read rate when this went from 1 KiB to 8–32 KiB, and tg128 of
 /// the real models rose 13–35%.
-const PF: usize = 16384;
+pub(super) const PF: usize = 16384;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
