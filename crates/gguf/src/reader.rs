@@ -547,16 +547,17 @@ impl GgufFile {
         &self.storage.bytes()[start..start + t.n_bytes as usize]
     }
 
-    /// Hint that `t`'s bytes won't be read again soon (the model keeps a converted copy): on a
-    /// memory map their pages leave the resident set, and are read again from the file if
-    /// they are touched. In-memory files are left alone. Only whole pages inside the tensor
-    /// are released.
-    pub fn release_pages_of(&self, t: &TensorInfo) {
+    /// Hint that bytes `range` of `t`'s data won't be read again soon (the model keeps a
+    /// converted copy): on a memory map their pages leave the resident set, and are read again
+    /// from the file if they are touched. In-memory files are left alone. Only whole pages
+    /// inside the range are released; a range past the tensor's end is clipped.
+    pub fn release_pages_of(&self, t: &TensorInfo, range: std::ops::Range<usize>) {
         #[cfg(unix)]
         if let Storage::Mmap(m) = &self.storage {
             const PAGE: usize = 4096;
-            let start = (self.data_offset + t.offset) as usize;
-            let end = start + t.n_bytes as usize;
+            let base = (self.data_offset + t.offset) as usize;
+            let n = t.n_bytes as usize;
+            let (start, end) = (base + range.start.min(n), base + range.end.min(n));
             let (a, b) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
             if a < b && b <= m.len() {
                 // SAFETY: a read-only, file-backed map: dropped pages are re-read from the
@@ -568,7 +569,7 @@ impl GgufFile {
             }
         }
         #[cfg(not(unix))]
-        let _ = t;
+        let _ = (t, range);
     }
 }
 

@@ -127,11 +127,12 @@ impl GgufModel {
             .map(|&(s, t)| &self.shards[s].tensors()[t])
     }
 
-    /// [`GgufFile::release_pages_of`] for the tensor `name` (no-op if there is none).
-    pub fn release_tensor_pages(&self, name: &str) {
+    /// [`GgufFile::release_pages_of`] for bytes `range` of the tensor `name` (no-op if there
+    /// is none).
+    pub fn release_tensor_pages(&self, name: &str, range: std::ops::Range<usize>) {
         if let Some(&(s, t)) = self.index.get(name) {
             let f = &self.shards[s];
-            f.release_pages_of(&f.tensors()[t]);
+            f.release_pages_of(&f.tensors()[t], range);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Weight views into the GGUF mmap (1-D vectors such as norm weights and biases are
 //! dequantized to f32 at load, a few KiB per layer). Matrices stay in the mmap, except those
 //! this CPU multiplies faster in the 4-row interleaved layout (`ferrite_quants::packed`:
-//! Q4_0/Q4_1/Q5_0/Q5_1/Q4_K on AVX-512): they are packed once at load into an owned buffer of the same
+//! Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K on AVX-512): they are packed once at load into an owned buffer of the same
 //! size and their mmap pages released, as llama.cpp repacks Q4_0/Q4_K into its CPU_REPACK
 //! buffer. `FERRITE_NO_REPACK=1` keeps every matrix in the mmap (comparisons, debugging).
 
@@ -123,13 +123,22 @@ impl Loader<'_> {
         }
         let mut buf = vec![0u8; m.len + 64];
         let off = buf.as_ptr().align_offset(64);
-        ferrite_quants::packed::pack_rows(m.ty, cols, m.bytes(), &mut buf[off..off + m.len])
-            .map_err(|source| ModelError::TensorType {
-                name: name.to_owned(),
-                ty: m.ty,
-                source,
+        // A few MiB at a time, releasing the source pages behind: the file's copy and ours
+        // are never both resident (a tied 178 MiB output head would double peak RSS).
+        let group = m.len / rows * ferrite_quants::packed::GROUP;
+        let chunk = group * (4usize << 20).div_ceil(group);
+        let dst = buf[off..off + m.len].chunks_mut(chunk);
+        for (i, (s, d)) in m.bytes().chunks(chunk).zip(dst).enumerate() {
+            ferrite_quants::packed::pack_rows(m.ty, cols, s, d).map_err(|source| {
+                ModelError::TensorType {
+                    name: name.to_owned(),
+                    ty: m.ty,
+                    source,
+                }
             })?;
-        self.gguf.release_tensor_pages(name);
+            self.gguf
+                .release_tensor_pages(name, i * chunk..(i + 1) * chunk + 4096);
+        }
         Ok(Matrix {
             packed: true,
             ptr: buf[off..].as_ptr(),
