@@ -23,6 +23,8 @@ mod iq3;
 mod iq4;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod iq_x86;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod iq_z512;
 pub(crate) mod lattice;
 #[cfg(target_arch = "x86_64")]
 mod lowbit_x86;

@@ -121,7 +121,8 @@ pub(crate) fn vec_dot_mxfp4_q8_0(n: usize, w: &[u8], act: &[u8]) -> f32 {
     crate::simd::vec_dot(GgmlType::MXFP4, n, w, act)
 }
 
-/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where this file has one.
+/// The AVX2 kernel for `ty`, where this file has one (the AVX-512 level runs the bit-identical
+/// 512-bit kernel of simd/x86/z512_more.rs).
 /// Reached only through `crate::simd::dot_fn_at`, which checks the CPU first.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn dot_avx2(ty: GgmlType) -> Option<crate::VecDotFn> {

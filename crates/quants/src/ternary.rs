@@ -218,9 +218,9 @@ pub(crate) fn vec_dot_tq2_0_q8_k(n: usize, w: &[u8], act: &[u8]) -> f32 {
     crate::simd::vec_dot(GgmlType::TQ2_0, n, w, act)
 }
 
-/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where this file has one (TQ1_0's
-/// is in iquants/lowbit_x86.rs). Reached only through `crate::simd::dot_fn_at`, which checks
-/// the CPU first.
+/// The AVX2 kernel for `ty`, where this file has one (TQ1_0's is in iquants/lowbit_x86.rs; the
+/// AVX-512 level runs the bit-identical 512-bit kernels of simd/x86/z512_more.rs). Reached
+/// only through `crate::simd::dot_fn_at`, which checks the CPU first.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn dot_avx2(ty: GgmlType) -> Option<crate::VecDotFn> {
     // SAFETY: only reachable after the caller checked AVX2 support.

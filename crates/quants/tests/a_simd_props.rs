@@ -5,6 +5,8 @@
 //! Oracle: `TypeKernels::vec_dot_ref` (scalar twin of ggml's generic kernels).
 //! Tolerance: |simd - ref| <= 1e-4 * M + 1e-30, where M = sum_i |w_i * a_i| over the dequantized
 //! rows (f64). Integer partial sums are exact in both; only f32 accumulation order differs.
+//! For the types in `BIT_EXACT_WITH_AVX2` every level must also equal the AVX2 kernel bit for
+//! bit (oracle: `dot_fn_at(Level::Avx2, ty)`).
 mod a_util;
 use a_util::{f16_fields, Rng};
 use ferrite_quants::simd::{available_levels, dot_fn_at, quantize_fn_at, rows4_fn_at, Level};
@@ -26,6 +28,10 @@ const TYPES: &[GgmlType] = &[
     GgmlType::F16,
     GgmlType::BF16,
 ];
+
+/// Types whose SIMD kernels are bit-identical across levels (every level equals the AVX2
+/// kernel bit for bit; src/simd/x86/z512_more.rs keeps its float order).
+const BIT_EXACT_WITH_AVX2: &[GgmlType] = &[GgmlType::Q3_K];
 
 fn simd_levels() -> Vec<Level> {
     available_levels()
@@ -76,6 +82,20 @@ fn check_all_levels(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> Result<(), Te
             want,
             tol
         );
+        // Types whose AVX-512 kernel keeps the AVX2 kernel's float order: bit for bit.
+        if BIT_EXACT_WITH_AVX2.contains(&ty) {
+            let avx2 = dot_fn_at(Level::Avx2, ty).unwrap()(n, w, a);
+            prop_assert_eq!(
+                (got as f32).to_bits(),
+                avx2.to_bits(),
+                "{:?} {:?} n={}: simd {} vs avx2 {}",
+                ty,
+                lvl,
+                n,
+                got,
+                avx2
+            );
+        }
         if let Some(f4) = rows4_fn_at(lvl, ty) {
             let r = f4(n, [w, w, w, w], a);
             for v in r {

@@ -6,9 +6,12 @@
 //! integer block sums and differ only in float accumulation order, so the tolerance is
 //! `1e-5 * Σ|w_i·a_i|` (f64 over the dequantized operands) — far below any real kernel bug,
 //! which shows up at the size of whole terms. Inputs: random block bytes with finite random
-//! scales, odd block counts (1, 3, 5, 7), and blocks zeroed at random; activations are random
-//! floats quantized with the crate's Q8_0 / Q8_K quantizers (so Q8_K `bsums` are consistent).
-//! The SIMD checks run both the dispatched `vec_dot` and each level forced with `dot_fn_at`.
+//! scales, odd block counts (1, 3, 5, 7, 17, 35), and blocks zeroed at random; activations are
+//! random floats quantized with the crate's Q8_0 / Q8_K quantizers (so Q8_K `bsums` are
+//! consistent).
+//! The SIMD checks run both the dispatched `vec_dot` and each level forced with `dot_fn_at`;
+//! for the types in `BIT_EXACT_WITH_AVX2` the AVX-512 level must equal the AVX2 kernel bit for
+//! bit.
 
 use ferrite_quants::simd::{available_levels, dot_fn_at, Level};
 use ferrite_quants::{kernels, GgmlType};
@@ -94,15 +97,37 @@ fn check_simd_vs_ref(
             (got - want).abs() <= tol,
             "{ty} {lvl:?}, {nb} blocks: {got} vs ref {want} (tol {tol:e})"
         );
+        // The 512-bit kernels of these types keep the AVX2 kernel's float order: bit for bit.
+        if lvl > Level::Avx2 && BIT_EXACT_WITH_AVX2.contains(&ty) {
+            let avx2 = dot_fn_at(Level::Avx2, ty).unwrap()(n, &w, &act);
+            assert_eq!(
+                (got as f32).to_bits(),
+                avx2.to_bits(),
+                "{ty} {lvl:?}, {nb} blocks: {got} vs avx2 {avx2}"
+            );
+        }
     }
 }
+
+/// Types whose AVX-512 kernels (src/simd/x86/z512_more.rs) are bit-identical to their AVX2
+/// kernels (oracle: `dot_fn_at(Level::Avx2, ty)`).
+const BIT_EXACT_WITH_AVX2: [GgmlType; 4] = [
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::TQ2_0,
+];
+
+/// The most blocks a case has.
+const MAX_NB: usize = 35;
 
 fn strategy(
     ty: GgmlType,
 ) -> impl Strategy<Value = (usize, Vec<u8>, Vec<f32>, Vec<bool>, Vec<f32>)> {
-    let max_nb = 7usize;
+    let max_nb = MAX_NB;
     (
-        prop_oneof![Just(1usize), Just(3), Just(5), Just(7)],
+        // 17 and 35: past the 8- and 16-block groups of the AVX-512 kernels, with tails.
+        prop_oneof![Just(1usize), Just(3), Just(5), Just(7), Just(17), Just(35)],
         proptest::collection::vec(any::<u8>(), max_nb * ty.type_size()),
         proptest::collection::vec(-4.0f32..4.0, max_nb),
         proptest::collection::vec(proptest::bool::weighted(0.2), max_nb),
@@ -152,7 +177,7 @@ proptest! {
             let k = kernels(ty).unwrap();
             let n = nb * 256;
             let mut raw = bytes.clone();
-            raw.resize(7 * ty.type_size(), 0x5a);
+            raw.resize(MAX_NB * ty.type_size(), 0x5a);
             let w = make_blocks(ty, &raw[..nb * ty.type_size()], &scales, &zero);
             let mut a = vec![0u8; ferrite_quants::row_bytes(k.vec_dot_type, n).unwrap()];
             ferrite_quants::quantize_row(k.vec_dot_type, &act[..n], &mut a).unwrap();

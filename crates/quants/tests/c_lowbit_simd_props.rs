@@ -1,6 +1,7 @@
-//! Property tests for the AVX2 kernels of IQ2_XS, IQ2_S, IQ3_S, IQ1_S, IQ1_M and TQ1_0 (vs Q8_K
-//! activations, src/iquants/lowbit_x86.rs): every SIMD level this CPU has, and the dispatched
-//! `vec_dot`, against the scalar `vec_dot_ref` twin.
+//! Property tests for the SIMD kernels of IQ2_XXS, IQ3_XXS, IQ2_XS, IQ2_S, IQ3_S, IQ1_S, IQ1_M and
+//! TQ1_0 (vs Q8_K activations; AVX2 in src/iquants/iq_x86.rs and lowbit_x86.rs, 512-bit AVX-512
+//! in src/iquants/iq_z512.rs and src/simd/x86): every SIMD level this CPU has, and the
+//! dispatched `vec_dot`, against the scalar `vec_dot_ref` twin.
 //!
 //! Oracle: `TypeKernels::vec_dot_ref` (port of ggml's generic C kernel).
 //! Tolerance: **bit-identical**. The kernels compute each super-block's integer sum exactly and
@@ -17,6 +18,8 @@ use ferrite_quants::{kernels, quantize_row, row_bytes, GgmlType};
 use proptest::prelude::*;
 
 const TYPES: &[GgmlType] = &[
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ3_XXS,
     GgmlType::IQ2_XS,
     GgmlType::IQ3_S,
     GgmlType::IQ2_S,
@@ -167,6 +170,40 @@ fn lowbit_simd_kernels_present() {
         for lvl in simd_levels() {
             let f = dot_fn_at(lvl, ty).unwrap_or_else(|| panic!("{ty:?} lacks a {lvl:?} kernel"));
             assert_ne!(f as usize, r, "{ty:?} {lvl:?} is the scalar reference");
+        }
+    }
+}
+
+/// On a CPU with the extensions they use (AVX512_VBMI/VBMI2/BITALG, GFNI, BMI2), the AVX-512
+/// level runs its own 512-bit kernels for the grid-coded IQ types (src/iquants/iq_z512.rs), not
+/// the AVX2 bodies again: the bit-exact properties above then check those kernels.
+#[test]
+fn lowbit_avx512_kernels_are_512_bit() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ext = std::is_x86_feature_detected!("avx512vbmi")
+            && std::is_x86_feature_detected!("avx512vbmi2")
+            && std::is_x86_feature_detected!("avx512bitalg")
+            && std::is_x86_feature_detected!("gfni")
+            && std::is_x86_feature_detected!("bmi2");
+        if !(available_levels().contains(&Level::Avx512) && ext) {
+            return;
+        }
+        for ty in [
+            GgmlType::IQ2_XXS,
+            GgmlType::IQ3_XXS,
+            GgmlType::IQ2_XS,
+            GgmlType::IQ2_S,
+            GgmlType::IQ3_S,
+            GgmlType::IQ1_S,
+            GgmlType::IQ1_M,
+        ] {
+            let avx2 = dot_fn_at(Level::Avx2, ty).unwrap() as usize;
+            let avx512 = dot_fn_at(Level::Avx512, ty).unwrap() as usize;
+            assert_ne!(
+                avx2, avx512,
+                "{ty:?}: the AVX-512 level runs the AVX2 kernel"
+            );
         }
     }
 }

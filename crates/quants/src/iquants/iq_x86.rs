@@ -1,8 +1,9 @@
 //! AVX2 dot kernels for the grid-coded IQ types (IQ2_XXS, IQ3_XXS), after ggml's AVX2 kernels
 //! in ggml-cpu/arch/x86/quants.c: grid rows gathered into a 256-bit register, signs applied to
 //! the activation with `vpsignb` from a 128-entry ±1 table, `vpmaddubsw` then a per-32 odd
-//! scale through `vpmaddwd`. Integer sums are exact; only the f32 accumulation order differs
-//! from the scalar twins in iq2.rs / iq3.rs (the `vec_dot_ref` oracles).
+//! scale through `vpmaddwd`. Integer sums are exact and combined in the f32 order of the scalar
+//! twins in iq2.rs / iq3.rs (the `vec_dot_ref` oracles), so results are bit-identical to them
+//! (tests/c_lowbit_simd_props.rs).
 //!
 //! Safety: the `unsafe fn`s need AVX2; they are only reachable through `dot`, which
 //! `crate::simd::dot_fn_at` calls after checking the CPU. Each asserts its slice lengths.
@@ -131,7 +132,8 @@ unsafe fn iq3_xxs(n: usize, w: &[u8], a: &[u8]) -> f32 {
     0.25 * sumf
 }
 
-/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where one exists (IQ4_NL/IQ4_XS
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level without a 512-bit one, see
+/// iq_z512.rs), where one exists (IQ4_NL/IQ4_XS
 /// are in iq4.rs, the other low-bit types in lowbit_x86.rs).
 pub(crate) fn dot(ty: GgmlType) -> Option<crate::VecDotFn> {
     // SAFETY (all closures): only reachable after the caller checked AVX2 support.

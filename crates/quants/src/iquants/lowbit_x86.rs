@@ -9,9 +9,10 @@
 //! kernels are **bit-identical** to the `vec_dot_ref` twins, not merely close; the property
 //! tests in tests/c_lowbit_simd_props.rs check exactly that.
 //!
-//! AVX-512 is not used for these types: each 32 weights need four or eight table loads (the
-//! grids have 512..2048 entries, beyond any in-register shuffle), and those loads, not the
-//! multiply-adds, bound the kernels; the AVX-512 level uses these AVX2 bodies.
+//! Each 32 weights need four or eight scalar table loads and inserts, and those, not the
+//! multiply-adds, bound these kernels. The AVX-512 level runs 512-bit kernels instead where
+//! they exist (the IQ types: iq_z512.rs, in-register grid lookups or gathers) and the CPU has
+//! the extensions they use, else these AVX2 bodies.
 //!
 //! Safety: the `unsafe fn`s need AVX2; they are only reachable through `dot`, which
 //! `crate::simd::dot_fn_at` calls after checking the CPU. Each asserts its slice lengths
@@ -350,7 +351,8 @@ unsafe fn tq1_0_block(x: *const u8, y: *const u8) -> (f32, f32) {
 }
 q8k_kernel!(tq1_0, 54, tq1_0_block, 1.0f32);
 
-/// The AVX2 kernel for `ty` (also used at the AVX-512 level), where one exists.
+/// The AVX2 kernel for `ty` (also used at the AVX-512 level without a 512-bit one), where one
+/// exists.
 pub(crate) fn dot(ty: GgmlType) -> Option<crate::VecDotFn> {
     // SAFETY (all closures): only reachable after the caller checked AVX2 support.
     Some(match ty {

@@ -111,14 +111,16 @@ pub fn dot_fn_at(level: Level, ty: GgmlType) -> Option<DotFn> {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => x86::dot_avx2(ty).or_else(|| family_avx2(ty)),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => x86::dot_avx512(ty).or_else(|| family_avx2(ty)),
+        Level::Avx512 => x86::dot_avx512(ty)
+            .or_else(|| crate::iquants::iq_z512::dot(ty))
+            .or_else(|| family_avx2(ty)),
         #[cfg(not(target_arch = "x86_64"))]
         _ => None,
     }
 }
 
-/// AVX2 dot kernels kept in the family modules (also run at the AVX-512 level): the IQ types
-/// (iquants), MXFP4 and TQ2_0.
+/// AVX2 dot kernels kept in the family modules (also run at the AVX-512 level where it has no
+/// 512-bit kernel for the type): the IQ types (iquants), MXFP4 and TQ2_0.
 #[cfg(target_arch = "x86_64")]
 fn family_avx2(ty: GgmlType) -> Option<DotFn> {
     crate::iquants::iq_x86::dot(ty)

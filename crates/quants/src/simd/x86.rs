@@ -803,10 +803,13 @@ safe_table!(dot_avx512_256, rows4_avx512_256, avx512);
 pub(super) mod tile;
 pub(super) mod x4;
 mod z512;
+mod z512_more;
 
 /// AVX-512 level: the 512-bit kernels where written, else the 256-bit VNNI instantiation.
 pub(super) fn dot_avx512(ty: GgmlType) -> Option<DotFn> {
-    z512::dot(ty).or_else(|| dot_avx512_256(ty))
+    z512::dot(ty)
+        .or_else(|| z512_more::dot(ty))
+        .or_else(|| dot_avx512_256(ty))
 }
 
 /// AVX-512 level 4-row kernels: 512-bit where written, else 256-bit VNNI.
