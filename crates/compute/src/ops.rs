@@ -348,8 +348,30 @@ pub fn get_rows(
     ids: &[u32],
     dst: &mut [f32],
 ) -> Result<(), crate::ComputeError> {
+    get_rows_impl(ty, data, false, n, ids, dst)
+}
+
+/// [`get_rows`] from a weight view, which may be packed (a tied output head doubling as the
+/// token embedding table).
+pub fn get_rows_view(
+    w: &crate::WeightView<'_>,
+    ids: &[u32],
+    dst: &mut [f32],
+) -> Result<(), crate::ComputeError> {
+    get_rows_impl(w.ty, w.data, w.packed, w.cols, ids, dst)
+}
+
+fn get_rows_impl(
+    ty: GgmlType,
+    data: &[u8],
+    packed: bool,
+    n: usize,
+    ids: &[u32],
+    dst: &mut [f32],
+) -> Result<(), crate::ComputeError> {
     let rb = ferrite_quants::row_bytes(ty, n)?;
     let n_rows = data.len() / rb.max(1);
+    let mut row = if packed { vec![0u8; rb] } else { Vec::new() };
     for (i, &id) in ids.iter().enumerate() {
         let id = id as usize;
         if id >= n_rows {
@@ -359,11 +381,13 @@ pub fn get_rows(
                 got: id,
             });
         }
-        ferrite_quants::dequantize_row(
-            ty,
-            &data[id * rb..(id + 1) * rb],
-            &mut dst[i * n..(i + 1) * n],
-        )?;
+        let src = if packed {
+            ferrite_quants::packed::copy_row(ty, n, data, id, &mut row)?;
+            &row[..]
+        } else {
+            &data[id * rb..(id + 1) * rb]
+        };
+        ferrite_quants::dequantize_row(ty, src, &mut dst[i * n..(i + 1) * n])?;
     }
     Ok(())
 }
@@ -518,5 +542,27 @@ mod tests {
         get_rows(GgmlType::F32, &data, 2, &[2, 0], &mut out).unwrap();
         assert_eq!(out, vec![4.0, 5.0, 0.0, 1.0]);
         assert!(get_rows(GgmlType::F32, &data, 2, &[3], &mut out[..2]).is_err());
+    }
+
+    /// Lookups from a packed (x4) matrix equal those from the plain bytes, bit for bit;
+    /// out-of-range ids are errors. Oracle: `get_rows` on the unpacked matrix.
+    #[test]
+    fn get_rows_reads_packed_views() {
+        let (ty, n, rows) = (GgmlType::Q8_0, 64, 12);
+        let rb = ferrite_quants::row_bytes(ty, n).unwrap();
+        let mut plain = vec![0u8; rb * rows];
+        for r in 0..rows {
+            let x: Vec<f32> = (0..n).map(|i| ((r * n + i) as f32 * 0.37).sin()).collect();
+            ferrite_quants::quantize_row(ty, &x, &mut plain[r * rb..(r + 1) * rb]).unwrap();
+        }
+        let mut packed = vec![0u8; plain.len()];
+        ferrite_quants::packed::pack_rows(ty, n, &plain, &mut packed).unwrap();
+        let w = crate::WeightView::new_packed(ty, rows, n, &packed).unwrap();
+        let ids = [11u32, 0, 5, 6, 3];
+        let (mut want, mut got) = (vec![0f32; ids.len() * n], vec![0f32; ids.len() * n]);
+        get_rows(ty, &plain, n, &ids, &mut want).unwrap();
+        get_rows_view(&w, &ids, &mut got).unwrap();
+        assert_eq!(got, want);
+        assert!(get_rows_view(&w, &[12], &mut got[..n]).is_err());
     }
 }

@@ -299,7 +299,7 @@ fn forward(
     let ne = hp.n_embd;
     let x = &mut b.x[..n * ne];
     let te = &model.tok_embd;
-    ops::get_rows(te.ty, te.bytes(), ne, ub.tokens, x)?;
+    te.get_rows(ub.tokens, x)?;
     if let Some(s) = hp.embd_scale {
         ops::scale(x, s);
     }

@@ -296,13 +296,7 @@ impl<'m> Embedder<'m> {
         let te = &self.model.tok_embd;
         let mut at = 0;
         for s in seqs {
-            ops::get_rows(
-                te.ty,
-                te.bytes(),
-                ne,
-                s,
-                &mut x[at * ne..(at + s.len()) * ne],
-            )?;
+            te.get_rows(s, &mut x[at * ne..(at + s.len()) * ne])?;
             at += s.len();
         }
         let pe = &enc.pos_embd;

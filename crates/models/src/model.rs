@@ -128,7 +128,7 @@ impl Model {
                 })
             }
         };
-        let tok_embd = l.table("token_embd.weight", n_embd, n_vocab)?; // (n_vocab, n_embd)
+        let mut tok_embd = l.table("token_embd.weight", n_embd, n_vocab)?; // (n_vocab, n_embd)
         type LoadLayer = fn(&Loader, &HParams, usize) -> Result<LayerWeights>;
         let decoder_layer: Option<LoadLayer> = match hp.arch {
             Arch::Llama => Some(arch::llama::load_layer),
@@ -148,6 +148,11 @@ impl Model {
                     Some(m) => m,
                     None => l.matrix("token_embd.weight", n_embd, n_vocab)?,
                 };
+                // Tied and packed: look tokens up in the packed copy too, so the table's
+                // mmap pages (released by the packing) stay out of memory.
+                if output.packed && output.name == tok_embd.name {
+                    tok_embd = output.share();
+                }
                 let layers = (0..hp.n_layer)
                     .map(|il| load_layer(&l, &hp, il))
                     .collect::<Result<Vec<_>>>()?;

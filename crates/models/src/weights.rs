@@ -24,8 +24,9 @@ pub struct Matrix {
     pub packed: bool,
     ptr: *const u8,
     len: usize,
-    /// The packed copy `ptr` points into (64-byte aligned inside), if any.
-    _owned: Option<Vec<u8>>,
+    /// The packed copy `ptr` points into (64-byte aligned inside), if any; shared by a tied
+    /// output head and the embedding table.
+    _owned: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 // SAFETY: the pointee is the read-only mmap owned by the `Model` that owns this `Matrix`, or
@@ -51,6 +52,25 @@ impl Matrix {
             data: self.bytes(),
             packed: self.packed,
         }
+    }
+
+    /// Another handle on the same bytes (a tied output head as the embedding table).
+    pub(crate) fn share(&self) -> Matrix {
+        Matrix {
+            name: self.name.clone(),
+            _owned: self._owned.clone(),
+            ..*self
+        }
+    }
+
+    /// Embedding lookup: rows `ids` dequantized into `dst` (`ids.len() × cols`), from either
+    /// layout.
+    pub fn get_rows(
+        &self,
+        ids: &[u32],
+        dst: &mut [f32],
+    ) -> std::result::Result<(), ferrite_compute::ComputeError> {
+        ferrite_compute::ops::get_rows_view(&self.view(), ids, dst)
     }
 
     /// Matrix `i` of a stack (expert `i`).
@@ -142,7 +162,7 @@ impl Loader<'_> {
         Ok(Matrix {
             packed: true,
             ptr: buf[off..].as_ptr(),
-            _owned: Some(buf),
+            _owned: Some(std::sync::Arc::new(buf)),
             ..m
         })
     }

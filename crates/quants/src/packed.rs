@@ -126,6 +126,41 @@ pub fn unpack_rows(ty: GgmlType, n: usize, src: &[u8], dst: &mut [u8]) -> Result
     Ok(())
 }
 
+/// Row `r` of packed rows `w_rows` (`n` elements of `ty` per row) in the plain layout, into
+/// `dst` (one row's bytes): lookups (`get_rows`) straight from a packed tensor.
+pub fn copy_row(
+    ty: GgmlType,
+    n: usize,
+    w_rows: &[u8],
+    r: usize,
+    dst: &mut [u8],
+) -> Result<(), QuantError> {
+    let f = fields(ty).ok_or(QuantError::Unsupported(ty))?;
+    let rb = row_bytes(ty, n)?;
+    check_len(ty, "row", dst.len(), rb)?;
+    let (g, j) = (r / GROUP, r % GROUP);
+    let Some(group) = w_rows.get(g * rb * GROUP..(g + 1) * rb * GROUP) else {
+        return Err(QuantError::BadLength {
+            ty,
+            what: "x4 rows (row index past the end)",
+            got: w_rows.len(),
+            expected: (g + 1) * rb * GROUP,
+        });
+    };
+    let bs = ty.type_size();
+    for b in 0..rb / bs {
+        // Field `off` starts at `GROUP·off` in the group block (fields are contiguous).
+        for &(off, len, unit) in f {
+            for k in 0..len / unit {
+                let s = b * bs * GROUP + GROUP * off + (k * GROUP + j) * unit;
+                let d = b * bs + off + k * unit;
+                dst[d..d + unit].copy_from_slice(&group[s..s + unit]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `out[r]` = packed weight row `r` · `act`, for `out.len()` rows (a multiple of 4) of `n`
 /// elements in the x4 layout: the same bits as [`crate::vec_dot_rows`] on the unpacked rows.
 pub fn vec_dot_rows_x4(

@@ -11,7 +11,7 @@
 mod a_util;
 use a_util::{f16_fields, Rng};
 use ferrite_quants::packed::{
-    has_kernels, has_layout, pack_rows, unpack_rows, vec_dot_rows_x4, GROUP,
+    copy_row, has_kernels, has_layout, pack_rows, unpack_rows, vec_dot_rows_x4, GROUP,
 };
 use ferrite_quants::{kernels, quantize_row, row_bytes, vec_dot_rows, GgmlType, QuantError};
 use proptest::prelude::*;
@@ -43,6 +43,17 @@ fn check(ty: GgmlType, n: usize, w: &[u8], rows: usize, a: &[u8]) -> Result<(), 
     let mut back = vec![0u8; w.len()];
     unpack_rows(ty, n, &p, &mut back).unwrap();
     prop_assert!(back == w, "{:?}: unpack(pack(w)) != w", ty);
+    let mut one = vec![0u8; rb];
+    for r in 0..rows {
+        copy_row(ty, n, &p, r, &mut one).unwrap();
+        prop_assert!(
+            one[..] == w[r * rb..(r + 1) * rb],
+            "{:?}: copy_row {}",
+            ty,
+            r
+        );
+    }
+    prop_assert!(copy_row(ty, n, &p, rows, &mut one).is_err());
     let mut want = vec![0f32; rows];
     vec_dot_rows(ty, n, w, a, &mut want).unwrap();
     let mut got = vec![f32::NAN; rows];
