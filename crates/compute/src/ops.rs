@@ -548,7 +548,7 @@ mod tests {
     /// out-of-range ids are errors. Oracle: `get_rows` on the unpacked matrix.
     #[test]
     fn get_rows_reads_packed_views() {
-        let (ty, n, rows) = (GgmlType::Q8_0, 64, 12);
+        let (ty, n, rows) = (GgmlType::Q4_0, 64, 12);
         let rb = ferrite_quants::row_bytes(ty, n).unwrap();
         let mut plain = vec![0u8; rb * rows];
         for r in 0..rows {

@@ -176,7 +176,8 @@ fn gemma3_matches_llamacpp() {
 /// Weights packed into the 4-row interleaved layout (`ferrite_quants::packed`, done at load on
 /// AVX-512 CPUs) give the plain layout's logits bit for bit: a 70-token prompt (GEMM tiles,
 /// llama.cpp's batched orders) and decode steps (x4 matrix-vector kernels). Gemma 3 has
-/// Q4_K, Q5_0, Q6_K and Q8_0 matrices, and its tied Q8_0 token table is looked up packed. Oracle: the same model loaded without repacking;
+/// Q4_K, Q5_0, Q6_K and Q8_0 matrices (Q8_0 and Q6_K are not packed). Oracle: the same model
+/// loaded without repacking;
 /// tolerance 0.
 #[test]
 fn packed_weights_give_plain_logits() {
@@ -190,8 +191,6 @@ fn packed_weights_give_plain_logits() {
         .count();
     if ferrite_quants::packed::has_kernels(GgmlType::Q5_0) {
         assert!(n_packed > 0, "nothing packed on a CPU with x4 kernels");
-        // Gemma 3's output head is its Q8_0 token table: packed once, looked up packed.
-        assert!(packed.output.as_ref().unwrap().packed && packed.tok_embd.packed);
     }
     assert!(plain.layers.iter().all(|l| !l.attn_output.packed));
     let prompt: Vec<u32> = (0..70).map(|i| 1000 + 37 * i).collect();
@@ -205,6 +204,64 @@ fn packed_weights_give_plain_logits() {
             last = run(&mut c, &[t], (prompt.len() + i) as u32, false);
             all.extend_from_slice(&last);
         }
+        outs.push(all.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    }
+    assert!(outs[0] == outs[1], "packed and plain logits differ");
+}
+
+/// A tied Q4_0 output head is packed once and the token lookups read that packed copy
+/// (`Matrix::get_rows`): hf-tiny `llama-tied` (f32) with every matrix quantized to Q4_0
+/// here. Oracle: the same file loaded without repacking; tolerance 0 (logits bits).
+#[test]
+fn tied_packed_table_gives_plain_logits() {
+    let src = common::hf_tiny("llama-tied").join("llama-tied-f32.gguf");
+    let f = ferrite_gguf::GgufFile::open(&src).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("tied-q4_0.gguf");
+    let mut w = ferrite_gguf::GgufWriter::new(&dst);
+    w.set_version(f.version()).unwrap();
+    for (k, v) in f.metadata() {
+        w.add_kv(k, v.to_owned_raw());
+    }
+    let q4 = |t: &ferrite_gguf::TensorInfo| t.dims.len() == 2 && t.dims[0].is_multiple_of(32);
+    for t in f.tensors() {
+        let ty = if q4(t) { GgmlType::Q4_0 } else { t.ty };
+        w.add_tensor(t.name.clone(), ty, &t.dims).unwrap();
+    }
+    let mut d = w.begin_data().unwrap();
+    for t in f.tensors() {
+        let data = f.data_of(t);
+        if q4(t) {
+            let x: Vec<f32> = data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let n = t.dims[0] as usize;
+            let rb = ferrite_quants::row_bytes(GgmlType::Q4_0, n).unwrap();
+            let mut q = vec![0u8; rb * x.len() / n];
+            for (r, o) in x.chunks_exact(n).zip(q.chunks_exact_mut(rb)) {
+                ferrite_quants::quantize_row(GgmlType::Q4_0, r, o).unwrap();
+            }
+            d.write_tensor(&t.name, &q).unwrap();
+        } else {
+            d.write_tensor(&t.name, data).unwrap();
+        }
+    }
+    d.finish().unwrap();
+    let packed = Model::open_with(&dst, true).unwrap();
+    let plain = Model::open_with(&dst, false).unwrap();
+    let out = packed.output.as_ref().unwrap();
+    assert_eq!(out.name, "token_embd.weight", "the fixture's head is tied");
+    if ferrite_quants::packed::has_kernels(GgmlType::Q4_0) {
+        assert!(out.packed && packed.tok_embd.packed);
+    }
+    assert!(!plain.tok_embd.packed);
+    let prompt: Vec<u32> = (0..20).map(|i| (i * 97 + 5) % 2000).collect();
+    let mut outs = Vec::new();
+    for model in [&packed, &plain] {
+        let mut c = ctx(model, 64, GgmlType::F16, 2);
+        let mut all = run(&mut c, &prompt, 0, true);
+        all.extend(run(&mut c, &[7, 1999, 4], prompt.len() as u32, true));
         outs.push(all.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     }
     assert!(outs[0] == outs[1], "packed and plain logits differ");

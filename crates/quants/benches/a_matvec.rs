@@ -20,7 +20,7 @@
 //!   content doesn't affect speed) through `vec_dot_rows`, the 4-row path the engine uses, for
 //!   the types in our real models. Same buffer size and alignment (64 B) as `mem_read`.
 //! - `mem_matvec_x4/TYPE`, `in_cache_64k_x4/TYPE`: the same through `vec_dot_rows_x4`, the
-//!   4-row interleaved layout (`ferrite_quants::packed`) the engine packs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K into
+//!   4-row interleaved layout (`ferrite_quants::packed`) the engine packs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K into
 //!   on AVX-512 CPUs; for those types this is the engine's matrix-vector kernel.
 //!
 //! Reading the ratio: memory efficiency of a type = median `mem_matvec_rows/TYPE` divided by the
@@ -29,6 +29,9 @@
 //! per sample over the same size, so they are directly comparable. Only meaningful when the
 //! buffer is several times the last-level cache (default 1 GiB vs 260 MiB L3) and the machine is
 //! otherwise idle: DRAM bandwidth is shared, so other loads lower both figures unevenly.
+//!
+//! `FERRITE_BENCH_RATIO=1` instead prints read/matvec ratios measured back to back (see
+//! `mem_ratio`), the figure to quote on a machine whose bandwidth drifts between cases.
 //!
 //! Run: `cargo bench -p ferrite-quants --bench a_matvec` (set FERRITE_NO_SIMD=1 for the scalar
 //! path). Only the out-of-cache comparison: `cargo bench -p ferrite-quants --bench a_matvec -- mem`
@@ -40,7 +43,89 @@ use ferrite_quants::simd::{dot_fn_at, Level};
 use ferrite_quants::{kernels, quantize_row, row_bytes, vec_dot, vec_dot_rows, GgmlType};
 
 fn main() {
+    if std::env::var_os("FERRITE_BENCH_RATIO").is_some() {
+        mem_ratio();
+        return;
+    }
     divan::main();
+}
+
+/// `FERRITE_BENCH_RATIO=1 cargo bench -p ferrite-quants --bench a_matvec`: the memory
+/// efficiency directly, robust to a machine whose DRAM bandwidth drifts (shared hosts): each
+/// sample times the two read references and then the matvec back to back, and the ratio
+/// best-read / matvec is taken per sample (median of 9). Same buffers as the `mem_*` cases.
+fn mem_ratio() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !is_x86_feature_detected!("avx512f") {
+            println!("mem_ratio: needs AVX-512 (the read reference)");
+            return;
+        }
+        let time = |f: &mut dyn FnMut()| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let buf = mem_buf();
+        let bytes = mem_bytes();
+        println!("| type | layout | best read ms | matvec ms | read / matvec (median of 9) |");
+        println!("|---|---|---:|---:|---:|");
+        for name in std::env::var("FERRITE_BENCH_RATIO_TYPES")
+            .map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_else(|_| {
+                ["Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K", "Q8_0"]
+                    .map(str::to_owned)
+                    .to_vec()
+            })
+            .iter()
+            .map(String::as_str)
+        {
+            let c = make(name, 1 << 16);
+            let rb = row_bytes(c.ty, N).unwrap();
+            let rows = bytes / rb / GROUP * GROUP;
+            let one = &c.w.as_slice()[..rb];
+            let mut layouts = vec![("rows", Aligned::repeat(one, rows * rb))];
+            if X4.contains(&name) {
+                let four = one.repeat(GROUP);
+                let mut packed = vec![0u8; four.len()];
+                pack_rows(c.ty, N, &four, &mut packed).unwrap();
+                layouts.push(("x4", Aligned::repeat(&packed, rows * rb)));
+            }
+            let mut out = vec![0f32; rows];
+            for (layout, w) in &layouts {
+                let w = w.as_slice();
+                let mut s = Vec::new();
+                for _ in 0..9 {
+                    // SAFETY: AVX-512 F checked above.
+                    let r0 = time(&mut || {
+                        black_box(unsafe { stream::read_avx512::<0>(black_box(buf)) });
+                    });
+                    let r1 = time(&mut || {
+                        black_box(unsafe { stream::read_avx512::<4096>(black_box(buf)) });
+                    });
+                    let m = time(&mut || {
+                        if *layout == "x4" {
+                            vec_dot_rows_x4(c.ty, N, black_box(w), &c.a, &mut out).unwrap();
+                        } else {
+                            vec_dot_rows(c.ty, N, black_box(w), &c.a, &mut out).unwrap();
+                        }
+                        black_box(&out);
+                    });
+                    s.push((r0.min(r1), m));
+                }
+                let med = |mut v: Vec<f64>| {
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                };
+                let ratio = med(s.iter().map(|(r, m)| r / m).collect());
+                let (r, m) = (
+                    med(s.iter().map(|x| x.0).collect()),
+                    med(s.iter().map(|x| x.1).collect()),
+                );
+                println!("| {name} | {layout} | {r:.1} | {m:.1} | {ratio:.3} |");
+            }
+        }
+    }
 }
 
 const TYPES: &[&str] = &["Q4_0", "Q4_1", "Q4_K", "Q6_K", "Q8_0"];
@@ -99,7 +184,7 @@ const LEVELS: &[&str] = &[
     "Q4_K/avx512",
 ];
 /// Types with the 4-row interleaved layout (`ferrite_quants::packed`): `*_x4` cases.
-const X4: &[&str] = &["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K"];
+const X4: &[&str] = &["Q4_0", "Q4_1", "Q5_0", "Q4_K"];
 const N: usize = 4096; // elements per row
 
 /// Bytes at a 64-byte (cache line) aligned start, so streaming loads never split lines.
