@@ -476,6 +476,7 @@ mod tests {
             (GgmlType::Q4_1, 576, 36),
             (GgmlType::Q5_0, 640, 20),
             (GgmlType::Q5_1, 576, 12),
+            (GgmlType::Q8_0, 576, 24),
             (GgmlType::Q4_K, 768, 52),
         ] {
             let rb = row_bytes(ty, cols).unwrap();

@@ -1,7 +1,7 @@
 //! Weight views into the GGUF mmap (1-D vectors such as norm weights and biases are
 //! dequantized to f32 at load, a few KiB per layer). Matrices stay in the mmap, except those
 //! this CPU multiplies faster in the 4-row interleaved layout (`ferrite_quants::packed`:
-//! Q4_0/Q4_1/Q5_0/Q5_1/Q4_K on AVX-512): they are packed once at load into an owned buffer of the same
+//! Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K on AVX-512): they are packed once at load into an owned buffer of the same
 //! size and their mmap pages released, as llama.cpp repacks Q4_0/Q4_K into its CPU_REPACK
 //! buffer. `FERRITE_NO_REPACK=1` keeps every matrix in the mmap (comparisons, debugging).
 

@@ -176,8 +176,8 @@ fn gemma3_matches_llamacpp() {
 /// Weights packed into the 4-row interleaved layout (`ferrite_quants::packed`, done at load on
 /// AVX-512 CPUs) give the plain layout's logits bit for bit: a 70-token prompt (GEMM tiles,
 /// llama.cpp's batched orders) and decode steps (x4 matrix-vector kernels). Gemma 3 has
-/// Q4_K, Q5_0, Q6_K and Q8_0 matrices (Q8_0 and Q6_K are not packed). Oracle: the same model
-/// loaded without repacking;
+/// Q4_K, Q5_0, Q6_K (not packed) and Q8_0 matrices, and its tied Q8_0 token table is looked up
+/// packed. Oracle: the same model loaded without repacking;
 /// tolerance 0.
 #[test]
 fn packed_weights_give_plain_logits() {
@@ -191,6 +191,8 @@ fn packed_weights_give_plain_logits() {
         .count();
     if ferrite_quants::packed::has_kernels(GgmlType::Q5_0) {
         assert!(n_packed > 0, "nothing packed on a CPU with x4 kernels");
+        // Gemma 3's output head is its Q8_0 token table: packed once, looked up packed.
+        assert!(packed.output.as_ref().unwrap().packed && packed.tok_embd.packed);
     }
     assert!(plain.layers.iter().all(|l| !l.attn_output.packed));
     let prompt: Vec<u32> = (0..70).map(|i| 1000 + 37 * i).collect();

@@ -20,7 +20,7 @@
 //!   content doesn't affect speed) through `vec_dot_rows`, the 4-row path the engine uses, for
 //!   the types in our real models. Same buffer size and alignment (64 B) as `mem_read`.
 //! - `mem_matvec_x4/TYPE`, `in_cache_64k_x4/TYPE`: the same through `vec_dot_rows_x4`, the
-//!   4-row interleaved layout (`ferrite_quants::packed`) the engine packs Q4_0/Q4_1/Q5_0/Q5_1/Q4_K into
+//!   4-row interleaved layout (`ferrite_quants::packed`) the engine packs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K into
 //!   on AVX-512 CPUs; for those types this is the engine's matrix-vector kernel.
 //!
 //! Reading the ratio: memory efficiency of a type = median `mem_matvec_rows/TYPE` divided by the
@@ -184,7 +184,7 @@ const LEVELS: &[&str] = &[
     "Q4_K/avx512",
 ];
 /// Types with the 4-row interleaved layout (`ferrite_quants::packed`): `*_x4` cases.
-const X4: &[&str] = &["Q4_0", "Q4_1", "Q5_0", "Q4_K"];
+const X4: &[&str] = &["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K"];
 const N: usize = 4096; // elements per row
 
 /// Bytes at a 64-byte (cache line) aligned start, so streaming loads never split lines.

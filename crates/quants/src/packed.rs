@@ -20,6 +20,7 @@
 //! | Q4_1 | d+m (4: 4), qs (16: 16) | dm0..dm3 · qs0..qs3 (80 B) |
 //! | Q5_0 | d (2: 2), qh (4: 4), qs (16: 16) | d0..d3 · qh0..qh3 · qs0..qs3 (88 B) |
 //! | Q5_1 | d+m (4: 4), qh (4: 4), qs (16: 16) | dm0..dm3 · qh0..qh3 · qs0..qs3 (96 B) |
+//! | Q8_0 | d (2: 2), qs (32: 16) | d0..d3 · qs0[..16]..qs3[..16] · qs0[16..]..qs3[16..] (136 B) |
 //! | Q4_K | d+dmin (4: 4), scales (12: 12), qs (128: 16) | dm0..dm3 · sc0..sc3 · 8 × (qs0..qs3 16 B each) (576 B) |
 //!
 //! The kernels ([`vec_dot_rows_x4`]) compute exactly the bits of the unpacked kernels
@@ -40,6 +41,7 @@ fn fields(ty: GgmlType) -> Option<Fields> {
         GgmlType::Q4_1 => Some(&[(0, 4, 4), (4, 16, 16)]),
         GgmlType::Q5_0 => Some(&[(0, 2, 2), (2, 4, 4), (6, 16, 16)]),
         GgmlType::Q5_1 => Some(&[(0, 4, 4), (4, 4, 4), (8, 16, 16)]),
+        GgmlType::Q8_0 => Some(&[(0, 2, 2), (2, 32, 16)]),
         GgmlType::Q4_K => Some(&[(0, 4, 4), (4, 12, 12), (16, 128, 16)]),
         _ => None,
     }

@@ -21,6 +21,7 @@ const TYPES: &[GgmlType] = &[
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::Q8_0,
     GgmlType::Q4_K,
 ];
 

@@ -25,6 +25,12 @@ unsafe fn pf(p: *const u8) {
     _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
 }
 
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn pf_l2(p: *const u8) {
+    _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
+}
+
 /// 16 bytes at `p` in all four 128-bit lanes (a broadcast load, no shuffle uop).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -50,11 +56,10 @@ const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q5_0: u8 = 2;
 const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
 
-/// Legacy type `T` over `nb` group blocks of `G` groups at `x` (each 4 rows): Q4_0, Q5_0
-/// against Q8_0 activations, Q4_1, Q5_1 (with a min) against Q8_1. (Q8_0 is not packed: an
-/// x4 kernel computed faster in cache but streamed from DRAM at 0.82 of the read rate
-/// against 0.96 for its 4-row kernel, measured back to back, `FERRITE_BENCH_RATIO`.)
+/// Legacy type `T` over `nb` group blocks of `G` groups at `x` (each 4 rows): Q4_0, Q5_0,
+/// Q8_0 against Q8_0 activations, Q4_1, Q5_1 (with a min) against Q8_1.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,bmi2")]
 unsafe fn legacy<const G: usize, const T: u8>(
     nb: usize,
@@ -63,12 +68,14 @@ unsafe fn legacy<const G: usize, const T: u8>(
 ) -> [[f32; 4]; G] {
     let (min, hb) = (T == Q4_1 || T == Q5_1, T == Q5_0 || T == Q5_1);
     // Group block bytes, activation block bytes, activation quants, fifth bits and quants
-    // offsets in the group block, and the offset of the weight quants (value = q − off).
+    // offsets in the group block, and the offset of the weight quants (value = q − off;
+    // Q8_0's i8 quants are taken as u8 q + 128).
     let (wsz, asz, aq, qh, hdr, off) = match T {
         Q4_0 => (72, 34, 2, 0, 8, 8),
         Q4_1 => (80, 36, 4, 0, 16, 0),
         Q5_0 => (88, 34, 2, 8, 24, 16),
-        _ => (96, 36, 4, 16, 32, 0),
+        Q5_1 => (96, 36, 4, 16, 32, 0),
+        _ => (136, 34, 2, 0, 8, 128),
     };
     let m4 = _mm512_set1_epi8(0x0f);
     let z = _mm512_setzero_si512();
@@ -93,7 +100,7 @@ unsafe fn legacy<const G: usize, const T: u8>(
         let (clo, chi) = if off == 0 {
             (z, z)
         } else {
-            let e = _mm512_set1_epi8(off as i8);
+            let e = _mm512_set1_epi8(off as u8 as i8);
             (
                 _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, e, ylo)),
                 _mm512_sub_epi32(z, _mm512_dpbusd_epi32(z, e, yhi)),
@@ -102,8 +109,15 @@ unsafe fn legacy<const G: usize, const T: u8>(
         let sy = if min { super::f16x8(yb.add(2)) } else { dy };
         for g in 0..G {
             let xb = x[g].add(i * wsz);
-            pf(xb.wrapping_add(PF));
-            pf(xb.wrapping_add(PF + 64));
+            // Into L2, twice as far as the 4-row kernels: one stream per group here, and
+            // back-to-back read/matvec pairs (`FERRITE_BENCH_RATIO`) gave 0.94–0.97 of the
+            // read rate this way against 0.84–0.92 with `prefetcht0` at `PF` (Q8_0: 0.84,
+            // below its 4-row kernel's 0.94, which is why that made a difference).
+            pf_l2(xb.wrapping_add(2 * PF));
+            pf_l2(xb.wrapping_add(2 * PF + 64));
+            if T == Q8_0 {
+                pf_l2(xb.wrapping_add(2 * PF + 128));
+            }
             let dd = if min {
                 let xd = _mm256_cvtph_ps(_mm_loadu_si128(xb as *const __m128i));
                 summs[g] = _mm256_mask3_fmadd_ps(xd, sy, summs[g], 0xAA);
@@ -113,9 +127,17 @@ unsafe fn legacy<const G: usize, const T: u8>(
                 let d = _mm_mul_ps(xd, _mm256_castps256_ps128(dy));
                 _mm512_permutexvar_ps(ix, _mm512_castps128_ps512(d))
             };
-            let v = _mm512_loadu_si512(xb.add(hdr) as *const _);
-            let mut lo = _mm512_and_si512(v, m4);
-            let mut hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            let (mut lo, mut hi);
+            if T == Q8_0 {
+                // Elements 0..16 of the four rows, then 16..32.
+                let flip = _mm512_set1_epi8(-128);
+                lo = _mm512_xor_si512(_mm512_loadu_si512(xb.add(hdr) as *const _), flip);
+                hi = _mm512_xor_si512(_mm512_loadu_si512(xb.add(hdr + 64) as *const _), flip);
+            } else {
+                let v = _mm512_loadu_si512(xb.add(hdr) as *const _);
+                lo = _mm512_and_si512(v, m4);
+                hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
             if hb {
                 let (kl, kh) = hb_masks(xb.add(qh));
                 let b4 = _mm512_set1_epi8(16);
@@ -262,7 +284,9 @@ fn has_bmi2() -> bool {
 /// Whether [`rows`] has a kernel for `ty` (the caller has checked the AVX-512 level).
 pub(in crate::simd) fn supports(ty: GgmlType) -> bool {
     match ty {
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => has_bmi2(),
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
+            has_bmi2()
+        }
         GgmlType::Q4_K => has_vbmi(),
         _ => false,
     }
@@ -293,6 +317,7 @@ pub(in crate::simd) unsafe fn rows(
         GgmlType::Q4_1 => (legacy::<2, Q4_1>, legacy::<1, Q4_1>),
         GgmlType::Q5_0 => (legacy::<2, Q5_0>, legacy::<1, Q5_0>),
         GgmlType::Q5_1 => (legacy::<2, Q5_1>, legacy::<1, Q5_1>),
+        GgmlType::Q8_0 => (legacy::<2, Q8_0>, legacy::<1, Q8_0>),
         GgmlType::Q4_K => (q4_k::<2>, q4_k::<1>),
         _ => return false,
     };
