@@ -82,42 +82,36 @@ fn check_rows(
 /// Interleave `src` (whole groups of 4 rows of `n` elements of `ty`, plain layout) into `dst`
 /// (same size).
 pub fn pack_rows(ty: GgmlType, n: usize, src: &[u8], dst: &mut [u8]) -> Result<(), QuantError> {
-    let (f, rb, bs) = check_rows(ty, n, src, dst)?;
-    for (gs, gd) in src
-        .chunks_exact(rb * GROUP)
-        .zip(dst.chunks_exact_mut(rb * GROUP))
-    {
-        for b in 0..rb / bs {
-            let mut o = b * bs * GROUP;
-            for &(off, len, unit) in f {
-                for k in 0..len / unit {
-                    for r in 0..GROUP {
-                        let s = r * rb + b * bs + off + k * unit;
-                        gd[o..o + unit].copy_from_slice(&gs[s..s + unit]);
-                        o += unit;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    interleave(ty, n, src, dst, true)
 }
 
 /// The inverse of [`pack_rows`].
 pub fn unpack_rows(ty: GgmlType, n: usize, src: &[u8], dst: &mut [u8]) -> Result<(), QuantError> {
+    interleave(ty, n, src, dst, false)
+}
+
+/// Both directions of the layout: `pack` moves plain bytes to their x4 place, else back.
+fn interleave(
+    ty: GgmlType,
+    n: usize,
+    src: &[u8],
+    dst: &mut [u8],
+    pack: bool,
+) -> Result<(), QuantError> {
     let (f, rb, bs) = check_rows(ty, n, src, dst)?;
     for (gs, gd) in src
         .chunks_exact(rb * GROUP)
         .zip(dst.chunks_exact_mut(rb * GROUP))
     {
         for b in 0..rb / bs {
-            let mut o = b * bs * GROUP;
+            let mut x = b * bs * GROUP;
             for &(off, len, unit) in f {
                 for k in 0..len / unit {
                     for r in 0..GROUP {
-                        let d = r * rb + b * bs + off + k * unit;
-                        gd[d..d + unit].copy_from_slice(&gs[o..o + unit]);
-                        o += unit;
+                        let p = r * rb + b * bs + off + k * unit;
+                        let (s, d) = if pack { (p, x) } else { (x, p) };
+                        gd[d..d + unit].copy_from_slice(&gs[s..s + unit]);
+                        x += unit;
                     }
                 }
             }

@@ -15,15 +15,9 @@
 //! `crate::simd::vec_dot_rows_x4` calls after checking the CPU and the slice lengths.
 #![allow(clippy::needless_range_loop)]
 
-use super::z512::{hsum128, PF};
+use super::z512::{hsum128, pf, PF};
 use crate::GgmlType;
 use std::arch::x86_64::*;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn pf(p: *const u8) {
-    _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-}
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]

@@ -59,7 +59,7 @@ unsafe fn nib2(p0: *const u8, p1: *const u8) -> __m512i {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn pf(p: *const u8) {
+pub(super) unsafe fn pf(p: *const u8) {
     _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
 }
 
@@ -304,7 +304,7 @@ unsafe fn bcast_w4(v: __m512i, b: i16) -> __m512i {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn ld512(p: *const u8) -> __m512i {
+pub(super) unsafe fn ld512(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p as *const _)
 }
 

@@ -26,26 +26,12 @@
 //! stays inside the block it belongs to.
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
-use super::z512::{bcast32, hsum256, hsum_i32_512};
+// Prefetch distance and helpers as `super::z512` (a thread walks contiguous rows, so `PF`
+// lands in the rows it takes next).
+use super::z512::{bcast32, hsum256, hsum_i32_512, ld512, pf, PF};
 use super::{check, DotFn};
 use crate::GgmlType;
 use std::arch::x86_64::*;
-
-/// Bytes ahead of the current weight pointer to prefetch (as `super::z512`: a thread walks
-/// contiguous rows, so this lands in the rows it takes next).
-const PF: usize = 16384;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn pf(p: *const u8) {
-    _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn ld512(p: *const u8) -> __m512i {
-    _mm512_loadu_si512(p as *const _)
-}
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
