@@ -31,7 +31,8 @@
 //! otherwise idle: DRAM bandwidth is shared, so other loads lower both figures unevenly.
 //!
 //! `FERRITE_BENCH_RATIO=1` instead prints read/matvec ratios measured back to back (see
-//! `mem_ratio`), the figure to quote on a machine whose bandwidth drifts between cases.
+//! `mem_ratio`), the figure to quote on a machine whose bandwidth drifts between cases;
+//! `FERRITE_BENCH_RATIO_TYPES=Q4_0,Q8_0` limits it to some types.
 //!
 //! Run: `cargo bench -p ferrite-quants --bench a_matvec` (set FERRITE_NO_SIMD=1 for the scalar
 //! path). Only the out-of-cache comparison: `cargo bench -p ferrite-quants --bench a_matvec -- mem`
