@@ -33,24 +33,45 @@ pub struct KvView<'a> {
     pub v: &'a [u8],
 }
 
-/// Per-thread buffers (the converted query, the f16 V accumulator, the tiled path's K tile),
-/// allocated once (the tiled path's grow on first use).
+/// Per-thread buffers (the converted query, the f16 V accumulator, the tiled path's K tile)
+/// and the tiled path's plan, allocated once (the tiled path's grow on first use).
 pub struct AttnScratch {
     threads: Vec<ThreadBufs>,
-    /// Tiled path: per group, the cell of each position of its range.
-    cell_of: Vec<u32>,
+    plan: TilePlan,
 }
 
 struct ThreadBufs {
     q: Vec<u8>,
     acc16: Vec<u16>,
+    /// Split-KV path: one chunk's unnormalized V accumulator.
+    part: Vec<f32>,
     /// Tiled path: K of one 64-position tile transposed to f32, `(head_dim, 64)`.
     kt: Vec<f32>,
     /// Tiled path: per (token, head) of an item, the running max and sum.
     ms: Vec<(f32, f32)>,
     /// Tiled path: per token of an item, its cursor in its visibility list.
     cur: Vec<usize>,
-    vrow: Vec<f32>,
+}
+
+/// The tiled tokens of one call grouped for [`tiled_groups`] (rebuilt per call, buffers kept).
+#[derive(Default)]
+struct TilePlan {
+    /// Per group, the cell of each position of its range (`u32::MAX`: none).
+    cell_of: Vec<u32>,
+    groups: Vec<TileGroup>,
+    /// The tiled tokens, by group (first-seen order), in batch order within a group.
+    toks: Vec<usize>,
+    /// Work items: (group, KV head, a run of up to `ITEM_TOKENS` of `toks`, the end of the
+    /// positions those tokens see).
+    items: Vec<(usize, usize, std::ops::Range<usize>, u32)>,
+}
+
+/// The tiled tokens of one sequence: positions from `lo` (tile-aligned) with their cells at
+/// `cell_of[base..]`.
+struct TileGroup {
+    seq: u32,
+    lo: u32,
+    base: usize,
 }
 
 /// Positions per tile of llama.cpp's tiled CPU flash attention (`GGML_FA_TILE_KV` cells of a
@@ -58,12 +79,14 @@ struct ThreadBufs {
 /// batches of ≥ `GGML_FA_TILE_Q` = 64 query tokens (F16/F32 caches).
 pub const FA_TILE: usize = 64;
 
-/// Which tokens use llama.cpp's tiled flash-attention order (`tiled[t]`), their sequences
-/// (`seq[t]`) and the position of every visible cell (`pos`, parallel to the visibility list,
-/// position order within a token's list).
+/// Which tokens use llama.cpp's tiled flash-attention order (those whose batched flags
+/// `batched[t]` hold [`crate::BATCHED_GE64`]), their sequences (`seq[t]`) and the position of
+/// every visible cell (`pos`, parallel to the visibility list, position order within a token's
+/// list).
 #[derive(Clone, Copy)]
 pub struct AttnTiles<'a> {
-    pub tiled: &'a [bool],
+    /// Per token, its `crate::BATCHED_*` flags (as the matmuls get them).
+    pub batched: &'a [u8],
     pub seq: &'a [u32],
     pub pos: &'a [u32],
     /// Per token: llama.cpp's KV view size when it would take its split-KV decode path (a
@@ -75,6 +98,12 @@ pub struct AttnTiles<'a> {
 /// llama.cpp's split-KV decode threshold (`nek1 >= 512`).
 pub const SPLIT_KV_MIN: usize = 512;
 
+impl AttnTiles<'_> {
+    fn tiled(&self, t: usize) -> bool {
+        self.batched[t] & crate::BATCHED_GE64 != 0
+    }
+}
+
 impl AttnScratch {
     pub fn new(n_threads: usize, head_dim: usize, head_dim_v: usize) -> AttnScratch {
         AttnScratch {
@@ -82,13 +111,13 @@ impl AttnScratch {
                 .map(|_| ThreadBufs {
                     q: vec![0; head_dim * 4],
                     acc16: vec![0; head_dim_v],
+                    part: vec![0.0; head_dim_v],
                     kt: Vec::new(),
                     ms: Vec::new(),
                     cur: Vec::new(),
-                    vrow: Vec::new(),
                 })
                 .collect(),
-            cell_of: Vec::new(),
+            plan: TilePlan::default(),
         }
     }
 }
@@ -116,7 +145,7 @@ pub fn attention(
     attention_tiled(pool, p, q, kv, visible, vis_off, None, out, scratch)
 }
 
-/// [`attention`], with the tokens `tiles.tiled` marks (F16/F32 caches) computed in the order
+/// [`attention`], with the tokens `tiles` marks tiled (F16/F32 caches) computed in the order
 /// of llama.cpp's tiled CPU flash attention (`ggml_compute_forward_flash_attn_ext_tiled`,
 /// 0c1e570) instead of its one-row online softmax: `q·k` in f32 (no f16 query), one fma
 /// chain over the head dimension per score; per 64-position tile the max, then ggml's
@@ -142,7 +171,7 @@ pub fn attention_tiled(
     let tiles = tiles.filter(|_| matches!(kv.ty, GgmlType::F16 | GgmlType::F32));
     if let Some(t) = tiles {
         for (what, got, want) in [
-            ("attention tiled flags", t.tiled.len(), n_tokens),
+            ("attention batched flags", t.batched.len(), n_tokens),
             ("attention token sequences", t.seq.len(), n_tokens),
             ("attention visible positions", t.pos.len(), visible.len()),
             (
@@ -190,20 +219,21 @@ pub fn attention_tiled(
     };
     let optr = SendPtr::new(out);
     let nth = pool.n_threads();
-    for b in &mut scratch.threads {
-        if b.vrow.len() < vd {
-            b.vrow.resize(vd, 0.0);
-        }
-    }
+    let n_tiled = tiles.map_or(0, |tl| (0..n_tokens).filter(|&t| tl.tiled(t)).count());
     let sptr = SendPtr::new(&mut scratch.threads);
-    let n_items = n_tokens * p.n_head;
+    // All tiled: no one-row items.
+    let n_items = if n_tiled == n_tokens {
+        0
+    } else {
+        n_tokens * p.n_head
+    };
     let f16_ops = crate::f16ops::F16Ops::get();
     pool.for_each(n_items, &|item, ith| {
         // SAFETY: each thread uses only its own scratch entry.
         let bufs = unsafe { &mut sptr.slice(ith, 1)[0] };
         {
             let (t, h) = (item / p.n_head, item % p.n_head);
-            if tiles.is_some_and(|tl| tl.tiled[t]) {
+            if tiles.is_some_and(|tl| tl.tiled(t)) {
                 return;
             }
             let hk = h / group;
@@ -212,7 +242,7 @@ pub fn attention_tiled(
             let ThreadBufs {
                 q: qbuf,
                 acc16,
-                vrow,
+                part,
                 ..
             } = bufs;
             let qb = &mut qbuf[..kd * es];
@@ -278,7 +308,7 @@ pub fn attention_tiled(
                 // in chunk order (`ggml_flash_attn_ext_reduce_partials`).
                 let pos = &tiles.expect("n_kv > 0 only with tiles").pos[vis_off[t]..vis_off[t + 1]];
                 let cs = n_kv.div_ceil(nth);
-                let part = &mut vrow[..vd];
+                let part = &mut part[..vd];
                 let (mut mf, mut sf) = (f32::NEG_INFINITY, 0f32);
                 o.fill(0.0);
                 let mut x = 0;
@@ -312,10 +342,71 @@ pub fn attention_tiled(
             o.iter_mut().for_each(|a| *a *= inv);
         }
     });
-    if let Some(tl) = tiles.filter(|tl| tl.tiled.iter().any(|&x| x)) {
+    if let Some(tl) = tiles.filter(|_| n_tiled > 0) {
         tiled_groups(pool, p, scale, q, kv, visible, vis_off, tl, optr, scratch);
     }
     Ok(())
+}
+
+impl TilePlan {
+    /// Groups the tiled tokens of `tl` by sequence and cuts the work items.
+    fn build(&mut self, tl: AttnTiles<'_>, visible: &[u32], vis_off: &[usize], n_head_kv: usize) {
+        // Items: (sequence, KV head, a run of up to ITEM_TOKENS of its tokens), so that models
+        // with one KV head still spread over the threads.
+        const ITEM_TOKENS: usize = 32;
+        let n_tokens = vis_off.len() - 1;
+        // Positions a token sees: its list is in position order.
+        let seen = |t: usize| {
+            let ps = &tl.pos[vis_off[t]..vis_off[t + 1]];
+            ps.first().zip(ps.last()).map(|(&a, &z)| (a, z + 1))
+        };
+        self.cell_of.clear();
+        self.groups.clear();
+        self.toks.clear();
+        self.items.clear();
+        for t in 0..n_tokens {
+            let s = tl.seq[t];
+            if !tl.tiled(t) || self.groups.iter().any(|g| g.seq == s) {
+                continue;
+            }
+            // A sequence first seen at `t`: its tiled tokens, position range and cells.
+            let t0 = self.toks.len();
+            self.toks
+                .extend((t..n_tokens).filter(|&u| tl.tiled(u) && tl.seq[u] == s));
+            let toks = &self.toks[t0..];
+            let (lo, hi) = toks
+                .iter()
+                .filter_map(|&u| seen(u))
+                .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+                .unwrap_or((0, 0));
+            // Tile-aligned start so tiles index from 0.
+            let lo = lo / FA_TILE as u32 * FA_TILE as u32;
+            let base = self.cell_of.len();
+            self.cell_of.resize(base + (hi - lo) as usize, u32::MAX);
+            for &u in toks {
+                let r = vis_off[u]..vis_off[u + 1];
+                for (&c, &ps) in visible[r.clone()].iter().zip(&tl.pos[r]) {
+                    self.cell_of[base + (ps - lo) as usize] = c;
+                }
+            }
+            let gi = self.groups.len();
+            self.groups.push(TileGroup { seq: s, lo, base });
+            for hk in 0..n_head_kv {
+                for a in (t0..self.toks.len()).step_by(ITEM_TOKENS) {
+                    let run = a..(a + ITEM_TOKENS).min(self.toks.len());
+                    // Tiles up to the last position these tokens see.
+                    let run_hi = self.toks[run.clone()]
+                        .iter()
+                        .filter_map(|&u| seen(u))
+                        .map(|(_, z)| z)
+                        .max()
+                        .unwrap_or(lo)
+                        .min(hi);
+                    self.items.push((gi, hk, run, run_hi));
+                }
+            }
+        }
+    }
 }
 
 /// The tiled tokens of [`attention_tiled`], one item per (sequence, KV head): every 64-position
@@ -333,90 +424,26 @@ fn tiled_groups(
     optr: SendPtr<f32>,
     scratch: &mut AttnScratch,
 ) {
-    let n_tokens = vis_off.len() - 1;
-    // Sequences with tiled tokens, in first-seen order (few).
-    let mut seqs: Vec<u32> = Vec::new();
-    for t in 0..n_tokens {
-        if tl.tiled[t] && !seqs.contains(&tl.seq[t]) {
-            seqs.push(tl.seq[t]);
-        }
-    }
-    // Per sequence: position range and cell of each position (u32::MAX: none).
-    let mut ranges = Vec::with_capacity(seqs.len());
-    let cell_of = &mut scratch.cell_of;
-    cell_of.clear();
-    for &s in &seqs {
-        let (mut lo, mut hi) = (u32::MAX, 0u32);
-        for t in (0..n_tokens).filter(|&t| tl.tiled[t] && tl.seq[t] == s) {
-            for &ps in &tl.pos[vis_off[t]..vis_off[t + 1]] {
-                lo = lo.min(ps);
-                hi = hi.max(ps + 1);
-            }
-        }
-        if lo >= hi {
-            (lo, hi) = (0, 0);
-        }
-        // Tile-aligned start so tiles index from 0.
-        let lo = lo / FA_TILE as u32 * FA_TILE as u32;
-        let base = cell_of.len();
-        cell_of.resize(base + (hi - lo) as usize, u32::MAX);
-        for t in (0..n_tokens).filter(|&t| tl.tiled[t] && tl.seq[t] == s) {
-            let r = vis_off[t]..vis_off[t + 1];
-            for (&c, &ps) in visible[r.clone()].iter().zip(&tl.pos[r]) {
-                cell_of[base + (ps - lo) as usize] = c;
-            }
-        }
-        ranges.push((s, lo, hi, base));
-    }
-    let cell_of = &scratch.cell_of;
+    let AttnScratch { threads, plan } = scratch;
+    plan.build(tl, visible, vis_off, p.n_head_kv);
+    let TilePlan {
+        cell_of,
+        groups,
+        toks,
+        items,
+    } = &*plan;
     let group = p.n_head / p.n_head_kv;
     let (kd, vd) = (p.head_dim, p.head_dim_v);
     let es = elt_size(kv.ty);
     let (k_stride, v_stride) = (p.n_head_kv * kd * es, p.n_head_kv * vd * es);
     let f16 = kv.ty == GgmlType::F16;
-    let ld = move |b: &[u8], i: usize| -> f32 {
-        if f16 {
-            half::f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f32()
-        } else {
-            f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
-        }
-    };
-    let sptr = SendPtr::new(&mut scratch.threads);
-    let ranges = &ranges;
-    // Items: (sequence, KV head, a run of up to ITEM_TOKENS of its tokens), so that models
-    // with one KV head still spread over the threads.
-    const ITEM_TOKENS: usize = 32;
-    let group_toks: Vec<Vec<usize>> = ranges
-        .iter()
-        .map(|&(s, ..)| {
-            (0..n_tokens)
-                .filter(|&t| tl.tiled[t] && tl.seq[t] == s)
-                .collect()
-        })
-        .collect();
-    let mut items = Vec::new();
-    for (gi, toks) in group_toks.iter().enumerate() {
-        for hk in 0..p.n_head_kv {
-            for a in (0..toks.len()).step_by(ITEM_TOKENS) {
-                items.push((gi, hk, a, (a + ITEM_TOKENS).min(toks.len())));
-            }
-        }
-    }
-    let (items, group_toks) = (&items, &group_toks);
+    let sptr = SendPtr::new(threads);
     pool.for_each(items.len(), &|item, ith| {
         // SAFETY: each thread uses only its own scratch entry.
         let bufs = unsafe { &mut sptr.slice(ith, 1)[0] };
-        let (gi, hk, a, b) = items[item];
-        let (_, lo, hi, base) = ranges[gi];
-        let toks = &group_toks[gi][a..b];
-        // Tiles up to the last position these tokens see.
-        let hi = toks
-            .iter()
-            .filter_map(|&t| tl.pos[vis_off[t]..vis_off[t + 1]].iter().max())
-            .map(|&m| m + 1)
-            .max()
-            .unwrap_or(lo)
-            .min(hi);
+        let (gi, hk, ref run, hi) = items[item];
+        let TileGroup { lo, base, .. } = groups[gi];
+        let toks = &toks[run.clone()];
         let rows = toks.len() * group;
         bufs.ms.clear();
         bufs.ms.resize(rows, (f32::NEG_INFINITY, 0.0));
@@ -443,7 +470,7 @@ fn tiled_groups(
                 let kr = &kv.k[c as usize * k_stride + hk * kd * es..][..kd * es];
                 let lane = (ps - t0) as usize;
                 for d in 0..kd {
-                    bufs.kt[d * FA_TILE + lane] = ld(kr, d);
+                    bufs.kt[d * FA_TILE + lane] = load(f16, kr, d);
                 }
             }
             for (ti, &t) in toks.iter().enumerate() {
@@ -565,13 +592,6 @@ fn mad_cells<'a>(
     w: &dyn Fn(usize) -> f32,
     f16: bool,
 ) {
-    let ld = |r: &[u8], d: usize| {
-        if f16 {
-            half::f16::from_bits(u16::from_le_bytes([r[2 * d], r[2 * d + 1]])).to_f32()
-        } else {
-            f32::from_le_bytes([r[4 * d], r[4 * d + 1], r[4 * d + 2], r[4 * d + 3]])
-        }
-    };
     let mut d0 = 0;
     #[cfg(target_arch = "x86_64")]
     if avx512() {
@@ -582,8 +602,18 @@ fn mad_cells<'a>(
     for x in xs {
         let (row, wx) = (v(x), w(x));
         for (d, a) in o.iter_mut().enumerate().skip(d0) {
-            *a = wx.mul_add(ld(row, d), *a);
+            *a = wx.mul_add(load(f16, row, d), *a);
         }
+    }
+}
+
+/// Element `i` of a cache row (`b`: f16 when `f16`, else f32 bytes) as f32.
+#[inline]
+fn load(f16: bool, b: &[u8], i: usize) -> f32 {
+    if f16 {
+        half::f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f32()
+    } else {
+        f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
     }
 }
 
@@ -608,9 +638,7 @@ fn reduce16(v: &[f32]) -> f32 {
 /// halves are exact in f32. A different pairing moves `q·k` by an ulp, which the f16 V
 /// accumulator turns into ~1e-4 relative differences of the attention output.
 pub fn dot_f16_ggml(n: usize, k: &[u8], q: &[u8]) -> f32 {
-    let h = |b: &[u8], i: usize| {
-        half::f16::from_bits(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])).to_f32()
-    };
+    let h = |b: &[u8], i: usize| load(true, b, i);
     let np = n & !63;
     let mut acc = [[0f32; 16]; 4];
     for i in (0..np).step_by(64) {
@@ -626,15 +654,7 @@ pub fn dot_f16_ggml(n: usize, k: &[u8], q: &[u8]) -> f32 {
         for l in 0..16 {
             v[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
         }
-        let mut t = [0f32; 8];
-        for l in 0..8 {
-            t[l] = v[l] + v[l + 8];
-        }
-        let mut u = [0f32; 4];
-        for l in 0..4 {
-            u[l] = t[l] + t[l + 4];
-        }
-        ((u[0] + u[2]) + (u[1] + u[3])) as f64
+        reduce16(&v) as f64
     } else {
         0.0
     };
@@ -759,9 +779,7 @@ mod x86 {
         } else {
             0.0
         };
-        let h = |b: &[u8], e: usize| {
-            half::f16::from_bits(u16::from_le_bytes([b[2 * e], b[2 * e + 1]])).to_f32()
-        };
+        let h = |b: &[u8], e: usize| super::load(true, b, e);
         for e in np..n {
             sum += (h(k, e) * h(q, e)) as f64;
         }
@@ -868,19 +886,21 @@ pub fn attention_ref(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `x` in the cache type `ty` (F16/F32 bytes).
-    fn to_cache(ty: GgmlType, x: &[f32]) -> Vec<u8> {
-        let mut b = vec![0u8; ferrite_quants::row_bytes(ty, x.len()).unwrap()];
-        ferrite_quants::quantize_row(ty, x, &mut b).unwrap();
-        b
-    }
+    use crate::BATCHED_GE64;
 
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// `n` values `amp · lcg` in the cache type `ty` (F16/F32 bytes).
+    fn rand_cache(ty: GgmlType, n: usize, amp: f32, seed: &mut u64) -> Vec<u8> {
+        let x: Vec<f32> = (0..n).map(|_| lcg(seed) * amp).collect();
+        let mut b = vec![0u8; ferrite_quants::row_bytes(ty, n).unwrap()];
+        ferrite_quants::quantize_row(ty, &x, &mut b).unwrap();
+        b
     }
 
     /// The AVX-512 `dot_f16_ggml` equals the scalar emulation bit for bit (head sizes with
@@ -927,17 +947,8 @@ mod tests {
             softcap: 0.0,
         };
         let ty = GgmlType::F16;
-        let conv = |x: &[f32]| to_cache(ty, x);
-        let kb = conv(
-            &(0..n_cells * 32)
-                .map(|_| lcg(&mut seed) * 2.0)
-                .collect::<Vec<_>>(),
-        );
-        let vb = conv(
-            &(0..n_cells * 16)
-                .map(|_| lcg(&mut seed))
-                .collect::<Vec<_>>(),
-        );
+        let kb = rand_cache(ty, n_cells * 32, 2.0, &mut seed);
+        let vb = rand_cache(ty, n_cells * 16, 1.0, &mut seed);
         let kv = KvView { ty, k: &kb, v: &vb };
         let q: Vec<f32> = (0..64).map(|_| lcg(&mut seed)).collect();
         let vis: Vec<u32> = (0..450).collect();
@@ -949,7 +960,7 @@ mod tests {
             let pool = ThreadPool::new(nth);
             let mut sc = AttnScratch::new(nth, 32, 16);
             let tiles = AttnTiles {
-                tiled: &[false],
+                batched: &[0],
                 seq: &[0],
                 pos: &pos,
                 split_kv: &[split],
@@ -1005,10 +1016,8 @@ mod tests {
         };
         for ty in [GgmlType::F32, GgmlType::F16] {
             let n_cells = 2 * n_pos;
-            let conv = |x: &[f32]| to_cache(ty, x);
-            let kf: Vec<f32> = (0..n_cells * 64).map(|_| lcg(&mut seed) * 2.0).collect();
-            let vf: Vec<f32> = (0..n_cells * 32).map(|_| lcg(&mut seed)).collect();
-            let (kb, vb) = (conv(&kf), conv(&vf));
+            let kb = rand_cache(ty, n_cells * 64, 2.0, &mut seed);
+            let vb = rand_cache(ty, n_cells * 32, 1.0, &mut seed);
             let kv = KvView { ty, k: &kb, v: &vb };
             // Sequence s holds position i at cell s·n_pos + i; tokens: the last 70 positions
             // of sequence 0 and the last 90 of sequence 1.
@@ -1033,7 +1042,7 @@ mod tests {
             let all: Vec<usize> = (0..n).collect();
             let (vis, pos, off) = build(&all);
             let seq: Vec<u32> = toks.iter().map(|t| t.0).collect();
-            let tiled = vec![true; n];
+            let batched = vec![BATCHED_GE64; n];
             let mut want = vec![0f32; n * 4 * 16];
             attention_ref(&p, &q, &kv, &vis, &off, &mut want).unwrap();
             let mut got = vec![0f32; want.len()];
@@ -1041,7 +1050,7 @@ mod tests {
                 let pool = ThreadPool::new(nth);
                 let mut sc = AttnScratch::new(nth, 32, 16);
                 let tiles = AttnTiles {
-                    tiled: &tiled,
+                    batched: &batched,
                     seq: &seq,
                     pos: &pos,
                     split_kv: &[],
@@ -1068,7 +1077,7 @@ mod tests {
                 let (v1, p1, o1) = build(&[t]);
                 let mut one = vec![0f32; 4 * 16];
                 let tiles = AttnTiles {
-                    tiled: &[true],
+                    batched: &[BATCHED_GE64],
                     seq: &seq[t..t + 1],
                     pos: &p1,
                     split_kv: &[],
@@ -1101,12 +1110,8 @@ mod tests {
                     scale: 0.25,
                     softcap,
                 };
-                let kf: Vec<f32> = (0..n_cells * 2 * 16)
-                    .map(|_| lcg(&mut seed) * 2.0)
-                    .collect();
-                let vf: Vec<f32> = (0..n_cells * 2 * 8).map(|_| lcg(&mut seed)).collect();
-                let conv = |x: &[f32]| to_cache(ty, x);
-                let (kb, vb) = (conv(&kf), conv(&vf));
+                let kb = rand_cache(ty, n_cells * 2 * 16, 2.0, &mut seed);
+                let vb = rand_cache(ty, n_cells * 2 * 8, 1.0, &mut seed);
                 let kv = KvView { ty, k: &kb, v: &vb };
                 let q: Vec<f32> = (0..n_tokens * 4 * 16).map(|_| lcg(&mut seed)).collect();
                 // Causal-with-window style lists of different lengths, not contiguous.
@@ -1157,17 +1162,8 @@ mod tests {
         for ty in [GgmlType::F32, GgmlType::F16] {
             let es = elt_size(ty);
             let (kr, vr) = (2 * 16 * es, 2 * 8 * es);
-            let conv = |x: &[f32]| to_cache(ty, x);
-            let kb = conv(
-                &(0..n_cells * 32)
-                    .map(|_| lcg(&mut seed))
-                    .collect::<Vec<_>>(),
-            );
-            let vb = conv(
-                &(0..n_cells * 16)
-                    .map(|_| lcg(&mut seed))
-                    .collect::<Vec<_>>(),
-            );
+            let kb = rand_cache(ty, n_cells * 32, 1.0, &mut seed);
+            let vb = rand_cache(ty, n_cells * 16, 1.0, &mut seed);
             let q: Vec<f32> = (0..n_tokens * 64).map(|_| lcg(&mut seed)).collect();
             let lists: Vec<Vec<u32>> = (0..n_tokens)
                 .map(|t| {

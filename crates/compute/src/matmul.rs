@@ -358,14 +358,12 @@ pub fn matmul_ref(
 ) -> Result<(), ComputeError> {
     check(x.len(), n_tokens * w.cols, "matmul input")?;
     check(out.len(), n_tokens * w.rows, "matmul output")?;
-    let plain;
     let data = if w.packed {
         let mut u = vec![0u8; w.data.len()];
         ferrite_quants::packed::unpack_rows(w.ty, w.cols, w.data, &mut u)?;
-        plain = u;
-        &plain[..]
+        std::borrow::Cow::Owned(u)
     } else {
-        w.data
+        std::borrow::Cow::Borrowed(w.data)
     };
     let rb = w.row_bytes();
     let mut row = vec![0f32; w.cols];

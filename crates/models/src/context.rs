@@ -73,14 +73,13 @@ struct Buffers {
     vis_swa: Vec<u32>,
     off_swa: Vec<usize>,
     pos_swa: Vec<u32>,
-    attn_tiled: Vec<bool>, // (n) llama.cpp's tiled flash attention for the token
-    split_kv: Vec<u32>,    // (n) llama.cpp's KV view size when it splits the decode, else 0
-    router: Vec<f32>,      // (n, n_expert)
+    split_kv: Vec<u32>, // (n) llama.cpp's KV view size when it splits the decode, else 0
+    router: Vec<f32>,   // (n, n_expert)
     routes: Vec<(u32, f32)>, // (n, n_expert_used): expert, weight
     moe_tok: Vec<(usize, f32)>, // tokens routed to the current expert
-    moe_in: Vec<f32>,      // (n, n_embd) gathered inputs of one expert
-    moe_out: Vec<f32>,     // (n, n_embd)
-    out_rows: Vec<f32>,    // (n, n_embd) rows that want logits
+    moe_in: Vec<f32>,   // (n, n_embd) gathered inputs of one expert
+    moe_out: Vec<f32>,  // (n, n_embd)
+    out_rows: Vec<f32>, // (n, n_embd) rows that want logits
     mm: MatmulScratch,
     batched: Vec<u8>, // (n) llama.cpp's batched-kernel flags per token (`set_batched`)
     batched_out: Vec<u8>, // (n) the same over the tokens that want logits only
@@ -142,7 +141,6 @@ impl<'m> Context<'m> {
             vis_swa: Vec::new(),
             off_swa: Vec::with_capacity(n + 1),
             pos_swa: Vec::new(),
-            attn_tiled: Vec::with_capacity(n),
             split_kv: Vec::with_capacity(n),
             router: vec![0.0; n * hp.n_expert],
             routes: Vec::with_capacity(n * hp.n_expert_used),
@@ -338,9 +336,6 @@ fn forward(
     }
 
     batched_flags(ub.seq_id, |_| true, &mut b.seq_counts, &mut b.batched);
-    b.attn_tiled.clear();
-    b.attn_tiled
-        .extend(b.batched.iter().map(|&f| f & BATCHED_GE64 != 0));
     // llama.cpp decodes a one-token batch over ≥ 512 KV cells with its split-KV path; its KV
     // view is the used cells rounded up to 256 (at least 256, at most the cache): per
     // sequence here, the sequence alone in the batch and holding positions 0..=pos.
@@ -560,7 +555,7 @@ fn layer(
     };
     let attn = &mut b.attn[..n * hp.n_head * hdv];
     let tiles = AttnTiles {
-        tiled: &b.attn_tiled,
+        batched: &b.batched,
         seq: ub.seq_id,
         pos: vpos,
         // Sliding-window layers: llama.cpp's SWA cache is a ring of its own size, so its

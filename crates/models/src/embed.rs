@@ -301,7 +301,7 @@ impl<'m> Embedder<'m> {
         }
         let pe = &enc.pos_embd;
         let tmp = &mut b.tmp[..n * ne];
-        ops::get_rows(pe.ty, pe.bytes(), ne, &b.pos, tmp)?;
+        pe.get_rows(&b.pos, tmp)?;
         ops::add(x, tmp);
         ops::add(x, &enc.token_type0);
         ops::layer_norm(

@@ -150,7 +150,7 @@ impl Model {
                 };
                 // Tied and packed: look tokens up in the packed copy too, so the table's
                 // mmap pages (released by the packing) stay out of memory.
-                if output.packed && output.name == tok_embd.name {
+                if output.packed() && output.name == tok_embd.name {
                     tok_embd = output.share();
                 }
                 let layers = (0..hp.n_layer)

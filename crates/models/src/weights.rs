@@ -20,13 +20,11 @@ pub struct Matrix {
     pub rows: usize,
     /// Stacked matrices (GGUF `dims[2]`, experts), 1 for plain matrices.
     pub n_mat: usize,
-    /// In the x4 layout (`bytes()` is then not row-major).
-    pub packed: bool,
     ptr: *const u8,
     len: usize,
-    /// The packed copy `ptr` points into (64-byte aligned inside), if any; shared by a tied
-    /// output head and the embedding table.
-    _owned: Option<std::sync::Arc<Vec<u8>>>,
+    /// The packed (x4) copy `ptr` points into (64-byte aligned inside), if any; shared by a
+    /// tied output head and the embedding table. Only packed matrices own their bytes.
+    owned: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 // SAFETY: the pointee is the read-only mmap owned by the `Model` that owns this `Matrix`, or
@@ -35,10 +33,15 @@ unsafe impl Send for Matrix {}
 unsafe impl Sync for Matrix {}
 
 impl Matrix {
-    /// The tensor's bytes: row-major GGUF data, or the x4 layout where `packed`.
+    /// Whether the bytes are in the x4 layout (not row-major): only packed copies are owned.
+    pub fn packed(&self) -> bool {
+        self.owned.is_some()
+    }
+
+    /// The tensor's bytes: row-major GGUF data, or the x4 layout where [`Matrix::packed`].
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is tensor data of the `GgufModel` kept alive (and never
-        // mutated) by the owning `Model`, or inside `_owned`; neither buffer moves when the
+        // mutated) by the owning `Model`, or inside `owned`; neither buffer moves when the
         // matrix or the model moves.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
@@ -50,7 +53,7 @@ impl Matrix {
             rows: self.rows * self.n_mat,
             cols: self.cols,
             data: self.bytes(),
-            packed: self.packed,
+            packed: self.packed(),
         }
     }
 
@@ -58,7 +61,7 @@ impl Matrix {
     pub(crate) fn share(&self) -> Matrix {
         Matrix {
             name: self.name.clone(),
-            _owned: self._owned.clone(),
+            owned: self.owned.clone(),
             ..*self
         }
     }
@@ -157,12 +160,13 @@ impl Loader<'_> {
                 }
             })?;
             self.gguf
-                .release_tensor_pages(name, i * chunk..(i + 1) * chunk + 4096);
+                .release_tensor_pages(name, i * chunk..(i + 1) * chunk);
         }
+        // The pages straddling chunk boundaries.
+        self.gguf.release_tensor_pages(name, 0..m.len);
         Ok(Matrix {
-            packed: true,
             ptr: buf[off..].as_ptr(),
-            _owned: Some(std::sync::Arc::new(buf)),
+            owned: Some(std::sync::Arc::new(buf)),
             ..m
         })
     }
@@ -189,10 +193,9 @@ impl Loader<'_> {
             cols,
             rows,
             n_mat,
-            packed: false,
             ptr: data.as_ptr(),
             len: data.len(),
-            _owned: None,
+            owned: None,
         })
     }
 

@@ -187,14 +187,14 @@ fn packed_weights_give_plain_logits() {
     let n_packed = packed
         .layers
         .iter()
-        .filter(|l| l.attn_output.packed)
+        .filter(|l| l.attn_output.packed())
         .count();
     if ferrite_quants::packed::has_kernels(GgmlType::Q5_0) {
         assert!(n_packed > 0, "nothing packed on a CPU with x4 kernels");
         // Gemma 3's output head is its Q8_0 token table: packed once, looked up packed.
-        assert!(packed.output.as_ref().unwrap().packed && packed.tok_embd.packed);
+        assert!(packed.output.as_ref().unwrap().packed() && packed.tok_embd.packed());
     }
-    assert!(plain.layers.iter().all(|l| !l.attn_output.packed));
+    assert!(plain.layers.iter().all(|l| !l.attn_output.packed()));
     let prompt: Vec<u32> = (0..70).map(|i| 1000 + 37 * i).collect();
     let mut outs = Vec::new();
     for model in [&packed, &plain] {
@@ -255,9 +255,9 @@ fn tied_packed_table_gives_plain_logits() {
     let out = packed.output.as_ref().unwrap();
     assert_eq!(out.name, "token_embd.weight", "the fixture's head is tied");
     if ferrite_quants::packed::has_kernels(GgmlType::Q4_0) {
-        assert!(out.packed && packed.tok_embd.packed);
+        assert!(out.packed() && packed.tok_embd.packed());
     }
-    assert!(!plain.tok_embd.packed);
+    assert!(!plain.tok_embd.packed());
     let prompt: Vec<u32> = (0..20).map(|i| (i * 97 + 5) % 2000).collect();
     let mut outs = Vec::new();
     for model in [&packed, &plain] {

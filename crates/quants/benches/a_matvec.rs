@@ -71,26 +71,19 @@ fn mem_ratio() {
         let bytes = mem_bytes();
         println!("| type | layout | best read ms | matvec ms | read / matvec (median of 9) |");
         println!("|---|---|---:|---:|---:|");
-        for name in std::env::var("FERRITE_BENCH_RATIO_TYPES")
-            .map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
-            .unwrap_or_else(|_| {
-                ["Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K", "Q8_0"]
-                    .map(str::to_owned)
-                    .to_vec()
-            })
-            .iter()
-            .map(String::as_str)
-        {
+        let only = std::env::var("FERRITE_BENCH_RATIO_TYPES").unwrap_or_default();
+        let mut names: Vec<&str> = TYPES.to_vec();
+        names.extend(X4.iter().filter(|t| !TYPES.contains(t)));
+        for name in names {
+            if !only.is_empty() && !only.split(',').any(|t| t == name) {
+                continue;
+            }
             let c = make(name, 1 << 16);
             let rb = row_bytes(c.ty, N).unwrap();
             let rows = bytes / rb / GROUP * GROUP;
-            let one = &c.w.as_slice()[..rb];
-            let mut layouts = vec![("rows", Aligned::repeat(one, rows * rb))];
+            let mut layouts = vec![("rows", Aligned::repeat(&c.w.as_slice()[..rb], rows * rb))];
             if X4.contains(&name) {
-                let four = one.repeat(GROUP);
-                let mut packed = vec![0u8; four.len()];
-                pack_rows(c.ty, N, &four, &mut packed).unwrap();
-                layouts.push(("x4", Aligned::repeat(&packed, rows * rb)));
+                layouts.push(("x4", x4_weights(&c, rows)));
             }
             let mut out = vec![0f32; rows];
             for (layout, w) in &layouts {
@@ -260,16 +253,22 @@ fn run_x4(b: Bencher, name: &str, bytes: usize) {
     let c = make(name, bytes.min(1 << 16));
     let rb = row_bytes(c.ty, N).unwrap();
     let rows = ((bytes / rb) / GROUP * GROUP).max(GROUP);
-    let four = c.w.as_slice()[..rb].repeat(GROUP);
-    let mut packed = vec![0u8; four.len()];
-    pack_rows(c.ty, N, &four, &mut packed).unwrap();
-    let w = Aligned::repeat(&packed, rows * rb);
+    let w = x4_weights(&c, rows);
     let w = w.as_slice();
     let mut out = vec![0f32; rows];
     b.counter(BytesCount::new(w.len())).bench_local(|| {
         vec_dot_rows_x4(c.ty, N, black_box(w), black_box(&c.a), &mut out).unwrap();
         black_box(&out);
     });
+}
+
+/// `rows` (a multiple of 4) copies of the case's first row, in the x4 layout.
+fn x4_weights(c: &Case, rows: usize) -> Aligned {
+    let rb = row_bytes(c.ty, N).unwrap();
+    let four = c.w.as_slice()[..rb].repeat(GROUP);
+    let mut packed = vec![0u8; four.len()];
+    pack_rows(c.ty, N, &four, &mut packed).unwrap();
+    Aligned::repeat(&packed, rows * rb)
 }
 
 fn run_single(b: Bencher, name: &str, bytes: usize) {

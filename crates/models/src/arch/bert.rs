@@ -58,7 +58,7 @@ pub(crate) fn load(l: &Loader, hp: &HParams) -> Result<EncoderWeights> {
     };
     let types = l.table("token_types.weight", ne, n_types)?; // (n_token_types, n_embd)
     let mut token_type0 = vec![0f32; ne];
-    ferrite_compute::ops::get_rows(types.ty, types.bytes(), ne, &[0], &mut token_type0)?;
+    types.get_rows(&[0], &mut token_type0)?;
     let layers = (0..hp.n_layer)
         .map(|il| load_layer(l, hp, il))
         .collect::<Result<Vec<_>>>()?;

@@ -55,6 +55,22 @@ const Q8K: usize = 292;
 #[repr(C, align(64))]
 struct A64<const N: usize>([u8; N]);
 
+/// A register of 32 little-endian words (shuffle controls, shift counts, `vpermw` tables),
+/// word `n` = `$e` (an integer that fits an i16).
+macro_rules! words {
+    (|$n:ident| $e:expr) => {{
+        let mut t = [0u8; 64];
+        let mut $n = 0usize;
+        while $n < 32 {
+            let v = ($e as i16).to_le_bytes();
+            t[2 * $n] = v[0];
+            t[2 * $n + 1] = v[1];
+            $n += 1;
+        }
+        A64(t)
+    }};
+}
+
 /// 2-bit digit of an E8-grid byte (0x08 → 0, 0x19 → 1, 0x2b → 2).
 const fn e8_digit(b: u8) -> u16 {
     match b {
@@ -96,25 +112,34 @@ static KSIGNS: A64<128> = {
     A64(t)
 };
 
-/// Per-32 scale pairs: entry `a | b << 4` (a, b = 4-bit scales) holds `ls = 2·scale + 1` in
-/// both words of every dword, `ls(a)` in dwords 0..8 and `ls(b)` in dwords 8..16: the
-/// `vpdpwssd` multiplier of an output register covering two 32-weight groups, one plain load.
+/// Scale multiplier rows (`vpdpwssd`): entry `i` holds `mul·(2s + 1)` in both words of every
+/// dword, `s` = the low `bits` bits of `i` in dwords `0..L/2`, `i >> bits` in `L/2..L`.
 #[repr(C, align(64))]
-struct ScalePairs([[u32; 16]; 256]);
-static SCALE_PAIRS: ScalePairs = {
-    let mut t = [[0u32; 16]; 256];
+struct ScaleRows<const N: usize, const L: usize>([[u32; L]; N]);
+
+const fn scale_rows<const N: usize, const L: usize>(bits: u32, mul: u32) -> ScaleRows<N, L> {
+    let mut t = [[0u32; L]; N];
     let mut i = 0;
-    while i < 256 {
+    while i < N {
         let mut l = 0;
-        while l < 16 {
-            let s = if l < 8 { i & 15 } else { i >> 4 } as u32;
-            t[i][l] = (2 * s + 1) * 0x10001;
+        while l < L {
+            let s = (if l < L / 2 {
+                i & ((1 << bits) - 1)
+            } else {
+                i >> bits
+            }) as u32;
+            t[i][l] = mul * (2 * s + 1) * 0x10001;
             l += 1;
         }
         i += 1;
     }
-    ScalePairs(t)
-};
+    ScaleRows(t)
+}
+
+/// Per-32 scale pairs: entry `a | b << 4` (a, b = 4-bit scales) holds `ls = 2·scale + 1`,
+/// `ls(a)` in dwords 0..8 and `ls(b)` in dwords 8..16: the `vpdpwssd` multiplier of an output
+/// register covering two 32-weight groups, one plain load.
+static SCALE_PAIRS: ScaleRows<256, 16> = scale_rows(4, 1);
 
 /// The `SCALE_PAIRS` entry of the scales in the high nibbles of the bytes at `pa` and `pb`.
 /// The index math is inline asm on purpose: LLVM otherwise gathers the bytes of several calls
@@ -155,24 +180,9 @@ unsafe fn scale_pair_byte(p: *const u8) -> __m512i {
     ld((SCALE_PAIRS.0.as_ptr() as *const u8).add(off))
 }
 
-/// Per-16 scales: entry `b` (a scale byte, two 4-bit scales) holds `ls = 2·scale + 1` in both
-/// words of every dword, `ls(b & 15)` in dwords 0..4 and `ls(b >> 4)` in dwords 4..8.
-#[repr(C, align(64))]
-struct ScaleQuads([[u32; 8]; 256]);
-static SCALE_QUADS: ScaleQuads = {
-    let mut t = [[0u32; 8]; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut l = 0;
-        while l < 8 {
-            let s = if l < 4 { i & 15 } else { i >> 4 } as u32;
-            t[i][l] = (2 * s + 1) * 0x10001;
-            l += 1;
-        }
-        i += 1;
-    }
-    ScaleQuads(t)
-};
+/// Per-16 scales: entry `b` (a scale byte, two 4-bit scales) holds `ls = 2·scale + 1`,
+/// `ls(b & 15)` in dwords 0..4 and `ls(b >> 4)` in dwords 4..8.
+static SCALE_QUADS: ScaleRows<256, 8> = scale_rows(4, 1);
 
 /// The multiplier of an output register covering two 32-weight groups with per-16 scale bytes
 /// at `pa` and `pb`: `SCALE_QUADS[*pa]` in dwords 0..8, `SCALE_QUADS[*pb]` in 8..16 (a
@@ -255,12 +265,12 @@ unsafe fn ld(p: *const u8) -> __m512i {
 
 /// Bytes ahead of the current weight pair to prefetch (as `crate::simd::x86::z512`'s `PF`:
 /// far ahead, a thread walks contiguous rows).
-const PF: usize = 16384;
+pub(crate) const PF: usize = 16384;
 
 /// Prefetch the `bytes` of weights at `x + PF` (one `prefetcht0` per line).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn prefetch(x: *const u8, bytes: usize) {
+pub(crate) unsafe fn prefetch(x: *const u8, bytes: usize) {
     let mut o = 0;
     while o < bytes {
         _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(PF + o) as *const i8);
@@ -285,10 +295,10 @@ unsafe fn kld(p: *const u8) -> __mmask64 {
 
 /// `acc + Σ pairs(a·b)` (`vpdpwssd`). Inline asm on purpose: LLVM rewrites a chain of the
 /// intrinsic into `vpmaddwd` + `vpaddd` pairs (one more uop each on ports 0/5, which these
-/// kernels saturate).
+/// kernels saturate). Also used by `crate::simd::x86::z512_more`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+pub(crate) unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     let mut acc = acc;
     std::arch::asm!(
         "vpdpwssd {acc}, {a}, {b}",
@@ -315,6 +325,45 @@ unsafe fn hsum2(a: __m512i, b: __m512i) -> (i32, i32) {
     (
         _mm_cvtsi128_si32(_mm512_castsi512_si128(s)),
         _mm_cvtsi128_si32(_mm512_extracti32x4_epi32::<2>(s)),
+    )
+}
+
+/// The 64 activations at `p`, negated where `m` is set (AVX-512 has no `vpsignb`; `−(−128)`
+/// wraps as `vpsignb` does).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn neg_ld(p: *const u8, m: __mmask64) -> __m512i {
+    let q = ld(p);
+    _mm512_mask_sub_epi8(q, m, _mm512_setzero_si512(), q)
+}
+
+/// A super-block's four output registers: `init + Σ_k vpdpwssd(vpmaddubsw(u, q), sc)` with
+/// `(u, q, sc) = out(k)` (grid bytes, activations, scale multiplier of output `k`), in two
+/// accumulators (shorter `vpdpwssd` chains); exact i32 lanes.
+#[inline]
+#[target_feature(
+    enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512vbmi2,avx512bitalg,gfni,bmi2"
+)]
+unsafe fn sum4(init: __m512i, out: impl Fn(usize) -> [__m512i; 3]) -> __m512i {
+    let mut acc = [init, _mm512_setzero_si512()];
+    for k in 0..4 {
+        let [u, q, sc] = out(k);
+        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(u, q), sc);
+    }
+    _mm512_add_epi32(acc[0], acc[1])
+}
+
+/// Per byte: entry `idx` of the 256-byte table at `t` (two `vpermi2b`s over its halves, the
+/// half chosen by bit 7 of the index, `m7`).
+#[inline]
+#[target_feature(
+    enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512vbmi2,avx512bitalg,gfni,bmi2"
+)]
+unsafe fn lut256(t: *const u8, idx: __m512i, m7: __mmask64) -> __m512i {
+    _mm512_mask_blend_epi8(
+        m7,
+        _mm512_permutex2var_epi8(ld(t), idx, ld(t.add(64))),
+        _mm512_permutex2var_epi8(ld(t.add(128)), idx, ld(t.add(192))),
     )
 }
 
@@ -440,19 +489,13 @@ unsafe fn e8_block(
     y: *const u8,
 ) -> __m512i {
     let aff = _mm512_set1_epi64(E8_AFFINE);
-    let zero = _mm512_setzero_si512();
-    // Two accumulators: shorter `vpdpwssd` chains.
-    let mut acc = [zero; 2];
-    for k in 0..4 {
+    sum4(_mm512_setzero_si512(), |k| {
         let ms = _mm512_set1_epi64(q64(std::array::from_fn(|j| (16 * k + 2 * j) as u8)));
         let vals = _mm512_gf2p8affine_epi64_epi8::<E8_B>(_mm512_multishift_epi64_epi8(ms, dd), aff);
         let bc = _mm512_set1_epi64(q64(std::array::from_fn(|j| sb + (8 * k + j) as u8)));
         let m = _mm512_bitshuffle_epi64_mask(sg, bc);
-        let q = ld(y.add(4 + 64 * k));
-        let qs = _mm512_mask_sub_epi8(q, m, zero, q);
-        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(vals, qs), sc(k));
-    }
-    _mm512_add_epi32(acc[0], acc[1])
+        [vals, neg_ld(y.add(4 + 64 * k), m), sc(k)]
+    })
 }
 
 /// The exact integer sums of the IQ2_XXS blocks at `xa`, `xb` (activations `ya`, `yb`).
@@ -467,16 +510,7 @@ unsafe fn iq2_xxs_pair(xa: *const u8, xb: *const u8, ya: *const u8, yb: *const u
     // Grid codes: 64 indices, 128-entry halves selected by bit 7.
     let idx = _mm512_permutex2var_epi8(va, ld(IQ2XXS_PACK.0.as_ptr()), vb);
     let m7 = _mm512_movepi8_mask(idx);
-    let lo = _mm512_mask_blend_epi8(
-        m7,
-        _mm512_permutex2var_epi8(ld(t), idx, ld(t.add(64))),
-        _mm512_permutex2var_epi8(ld(t.add(128)), idx, ld(t.add(192))),
-    );
-    let hi = _mm512_mask_blend_epi8(
-        m7,
-        _mm512_permutex2var_epi8(ld(t.add(256)), idx, ld(t.add(320))),
-        _mm512_permutex2var_epi8(ld(t.add(384)), idx, ld(t.add(448))),
-    );
+    let (lo, hi) = (lut256(t, idx, m7), lut256(t.add(256), idx, m7));
     // Sign indices (aux bits 7l..7l+6 = qword bits 32 + 7l): A's to bytes 0..4 of each
     // qword, B's to bytes 4..8; then `ksigns` (bit 7 of each index is ignored) and transpose.
     let sictl = _mm512_set1_epi64(q64([32, 39, 46, 53, 32, 39, 46, 53]));
@@ -561,14 +595,11 @@ unsafe fn iq2_xs_pair(xa: *const u8, xb: *const u8, ya: *const u8, yb: *const u8
     let m7 = _mm512_movepi8_mask(idx);
     let m8 = _mm512_test_epi8_mask(hb, _mm512_set1_epi8(1));
     let tl = |o: usize| {
-        let q = |o: usize| {
-            _mm512_mask_blend_epi8(
-                m7,
-                _mm512_permutex2var_epi8(ld(t.add(o)), idx, ld(t.add(o + 64))),
-                _mm512_permutex2var_epi8(ld(t.add(o + 128)), idx, ld(t.add(o + 192))),
-            )
-        };
-        _mm512_mask_blend_epi8(m8, q(o), q(o + 256))
+        _mm512_mask_blend_epi8(
+            m8,
+            lut256(t.add(o), idx, m7),
+            lut256(t.add(o + 256), idx, m7),
+        )
     };
     let (lo, hi) = (tl(0), tl(512));
     // Signs: `ksigns` of the high byte >> 1 (bit 7 of each index is ignored), transposed.
@@ -609,26 +640,10 @@ const QWORD_LO2: __mmask64 = 0x0303_0303_0303_0303;
 
 /// `vpermb` control (zero-masked to the odd bytes) putting byte `n / 4` of a register in the
 /// high byte of word `n` (n < 32).
-static QUAD_HI: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut n = 0;
-    while n < 32 {
-        t[2 * n + 1] = (n / 4) as u8;
-        n += 1;
-    }
-    A64(t)
-};
+static QUAD_HI: A64<64> = words!(|n| (n / 4) << 8);
 
 /// Word `n`: `2(n % 4)` (IQ2_S: the shift of entry n's two high index bits in its `qh` byte).
-static SHIFT2: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut n = 0;
-    while n < 32 {
-        t[2 * n] = (2 * (n % 4)) as u8;
-        n += 1;
-    }
-    A64(t)
-};
+static SHIFT2: A64<64> = words!(|n| 2 * (n % 4));
 
 /// One IQ2_S block's scale-weighted i32 lanes (block at `x`, activations at `y`). The grid has
 /// 1024 rows, too many for in-register lookups: rows are gathered (`vpgatherqq`, eight per
@@ -645,19 +660,14 @@ unsafe fn iq2_s_block(x: *const u8, y: *const u8) -> __m512i {
     let hi = _mm512_srlv_epi16(qw, ld(SHIFT2.0.as_ptr()));
     // lo | (hi & 0x300)
     let idx = _mm512_ternarylogic_epi32::<0xf8>(lo, hi, _mm512_set1_epi16(0x300));
-    let zero = _mm512_setzero_si512();
-    let mut acc = [zero; 2];
-    for k in 0..4 {
+    sum4(_mm512_setzero_si512(), |k| {
         let iq = _mm512_maskz_permutexvar_epi8(QWORD_LO2, ld(WIDEN[k].0.as_ptr()), idx);
         let vals = _mm512_i64gather_epi64::<8>(iq, IQ2S_GRID.as_ptr() as *const i64);
         // Signs: one plain bit per weight, bytes 34 + 8k.. of the block.
-        let m = kld(x.add(34 + 8 * k));
-        let q = ld(y.add(4 + 64 * k));
-        let qs = _mm512_mask_sub_epi8(q, m, zero, q);
+        let qs = neg_ld(y.add(4 + 64 * k), kld(x.add(34 + 8 * k)));
         let sc = scale_quads(x.add(74 + 2 * k), x.add(75 + 2 * k), 0xff00);
-        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(vals, qs), sc);
-    }
-    _mm512_add_epi32(acc[0], acc[1])
+        [vals, qs, sc]
+    })
 }
 
 pair_kernel!(iq2_s, 82, block: iq2_s_block, f16_ld8, |s: i32| s as f32, 0.125f32);
@@ -765,11 +775,7 @@ unsafe fn iq3_xxs_codes(q: *const u8) -> [__m512i; 2] {
     let t = IQ3XXS_CODES.0.as_ptr();
     let idx = _mm512_permutexvar_epi8(ld(IQ3XXS_PACK.0.as_ptr()), ld(q));
     let m7 = _mm512_movepi8_mask(idx);
-    let lo = _mm512_mask_blend_epi8(
-        m7,
-        _mm512_permutex2var_epi8(ld(t), idx, ld(t.add(64))),
-        _mm512_permutex2var_epi8(ld(t.add(128)), idx, ld(t.add(192))),
-    );
+    let lo = lut256(t, idx, m7);
     // High nibbles: one lookup for both halves, the upper nibble where bit 7 is set (the
     // bits above each digit are never read).
     let h = _mm512_permutex2var_epi8(ld(t.add(256)), idx, ld(t.add(320)));
@@ -791,22 +797,17 @@ unsafe fn iq3_xxs_block(
     y: *const u8,
 ) -> __m512i {
     let vt = ld(IQ3XXS_VALS.0.as_ptr());
-    let zero = _mm512_setzero_si512();
-    let mut acc = [zero; 2];
-    for k in 0..4 {
+    sum4(_mm512_setzero_si512(), |k| {
         let vals = _mm512_permutexvar_epi8(
             _mm512_multishift_epi64_epi8(_mm512_set1_epi64(iq3xxs_ms(k)), dd[k / 2]),
             vt,
         );
         let bc = _mm512_set1_epi64(q64(std::array::from_fn(|j| sb + (8 * k + j) as u8)));
         let m = _mm512_bitshuffle_epi64_mask(sg, bc);
-        let q = ld(y.add(4 + 64 * k));
-        let qs = _mm512_mask_sub_epi8(q, m, zero, q);
         // Scales: top nibbles of the aux words of groups 2k, 2k + 1.
         let sc = scale_pair_hi(x.add(69 + 8 * k), x.add(73 + 8 * k));
-        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(vals, qs), sc);
-    }
-    _mm512_add_epi32(acc[0], acc[1])
+        [vals, neg_ld(y.add(4 + 64 * k), m), sc]
+    })
 }
 
 /// `vpermb` control transposing the sign bytes of two IQ3_XXS blocks (group g = weights
@@ -899,15 +900,8 @@ unsafe fn iq3_s_codes(x: *const u8) -> [__m512i; 2] {
     let qh = _mm512_set1_epi64((x.add(66) as *const i64).read_unaligned());
     let m8 = _mm512_bitshuffle_epi64_mask(qh, pi);
     let m7 = _mm512_movepi8_mask(idx);
-    let tl = |o: usize| {
-        _mm512_mask_blend_epi8(
-            m7,
-            _mm512_permutex2var_epi8(ld(t.add(o)), idx, ld(t.add(o + 64))),
-            _mm512_permutex2var_epi8(ld(t.add(o + 128)), idx, ld(t.add(o + 192))),
-        )
-    };
-    let lo = _mm512_mask_blend_epi8(m8, tl(0), tl(256));
-    let h = tl(512);
+    let lo = _mm512_mask_blend_epi8(m8, lut256(t, idx, m7), lut256(t.add(256), idx, m7));
+    let h = lut256(t.add(512), idx, m7);
     let hi = _mm512_mask_blend_epi8(m8, h, _mm512_srli_epi16(h, 4));
     [_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi)]
 }
@@ -920,19 +914,13 @@ unsafe fn iq3_s_codes(x: *const u8) -> [__m512i; 2] {
 unsafe fn iq3_s_block(x: *const u8, y: *const u8) -> __m512i {
     let dd = iq3_s_codes(x);
     let aff = _mm512_set1_epi64(D4S_AFFINE);
-    let zero = _mm512_setzero_si512();
-    let mut acc = [zero; 2];
-    for k in 0..4 {
+    sum4(_mm512_setzero_si512(), |k| {
         let ms = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(iq3xxs_ms(k)), dd[k / 2]);
         let vals = _mm512_gf2p8affine_epi64_epi8::<D4S_B>(ms, aff);
         // Signs: one plain bit per weight, bytes 74 + 8k.. of the block.
-        let m = kld(x.add(74 + 8 * k));
-        let q = ld(y.add(4 + 64 * k));
-        let qs = _mm512_mask_sub_epi8(q, m, zero, q);
-        let sc = scale_pair_byte(x.add(106 + k));
-        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(vals, qs), sc);
-    }
-    _mm512_add_epi32(acc[0], acc[1])
+        let qs = neg_ld(y.add(4 + 64 * k), kld(x.add(74 + 8 * k)));
+        [vals, qs, scale_pair_byte(x.add(106 + k))]
+    })
 }
 
 pair_kernel!(iq3_s, 110, block: iq3_s_block, f16_ld8, |s: i32| s as f32, 1.0f32);
@@ -970,22 +958,7 @@ static IQ1S_P1: Grid2048 = {
 
 /// IQ1_S scale pairs ×8: entry `a | b << 3` (3-bit scales) holds `8·(2a + 1)` in both words
 /// of dwords 0..8 and `8·(2b + 1)` in dwords 8..16.
-#[repr(C, align(64))]
-struct ScalePairs64([[u32; 16]; 64]);
-static IQ1S_SCALES: ScalePairs64 = {
-    let mut t = [[0u32; 16]; 64];
-    let mut i = 0;
-    while i < 64 {
-        let mut l = 0;
-        while l < 16 {
-            let s = if l < 8 { i & 7 } else { i >> 3 } as u32;
-            t[i][l] = 8 * (2 * s + 1) * 0x10001;
-            l += 1;
-        }
-        i += 1;
-    }
-    ScalePairs64(t)
-};
+static IQ1S_SCALES: ScaleRows<64, 16> = scale_rows(3, 8);
 
 /// The `IQ1S_SCALES` entry of the scales in bits 4..7 of the bytes at `pa` and `pb` (the high
 /// bytes of two `qh` words); asm as `scale_pair_hi`.
@@ -1012,56 +985,25 @@ unsafe fn iq1s_scale(pa: *const u8, pb: *const u8) -> __m512i {
 }
 
 /// `vpermw` control: word t ← word t / 2.
-static DUP2W: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut w = 0;
-    while w < 32 {
-        t[2 * w] = (w / 2) as u8;
-        w += 1;
-    }
-    A64(t)
-};
+static DUP2W: A64<64> = words!(|n| n / 2);
 
 /// `vpermw` table: key `s | d << 3` (`qh >> 12`: scale, delta sign) → `(2s + 1)·(δ − 8)`
 /// with δ = −1 where d is set, else 1 (the per-16 multiplier of the block sums).
-static IQ1S_CORR: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut key = 0;
-    while key < 16 {
-        let ls = 2 * (key & 7) as i16 + 1;
-        let delta = if key & 8 != 0 { -1 } else { 1 };
-        let v = (ls * (delta - 8)).to_le_bytes();
-        t[2 * key] = v[0];
-        t[2 * key + 1] = v[1];
-        key += 1;
-    }
-    A64(t)
-};
+static IQ1S_CORR: A64<64> = words!(|key| if key < 16 {
+    let ls = 2 * (key & 7) as i16 + 1;
+    let delta = if key & 8 != 0 { -1 } else { 1 };
+    ls * (delta - 8)
+} else {
+    0
+});
 
 /// `vpermb` control (zero-masked to odd bytes): the high byte of word n ← byte
 /// `2(n / 4) + 1` (the high byte of IQ1_S `qh` word n / 4); the low byte ← byte `2(n / 4)`.
-static IQ1S_QH: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut n = 0;
-    while n < 32 {
-        t[2 * n] = (2 * (n / 4)) as u8;
-        t[2 * n + 1] = (2 * (n / 4) + 1) as u8;
-        n += 1;
-    }
-    A64(t)
-};
+static IQ1S_QH: A64<64> = words!(|n| (2 * (n / 4)) | ((2 * (n / 4) + 1) << 8));
 
 /// Word n: `(8 − 3(n % 4)) mod 16`, the left rotation bringing entry n's three high index
 /// bits (bits 3l..3l+3 of its `qh` word) to bits 8..11.
-static IQ1S_ROT: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut n = 0;
-    while n < 32 {
-        t[2 * n] = ((16 + 8 - 3 * (n % 4)) % 16) as u8;
-        n += 1;
-    }
-    A64(t)
-};
+static IQ1S_ROT: A64<64> = words!(|n| (16 + 8 - 3 * (n % 4)) % 16);
 
 /// One IQ1_S block: `8·Σ + Σ1` in i32 lanes (block at `x`, activations at `y`).
 #[inline]
@@ -1081,16 +1023,12 @@ unsafe fn iq1_s_block(x: *const u8, y: *const u8) -> __m512i {
     let cw = _mm512_permutexvar_epi16(key, ld(IQ1S_CORR.0.as_ptr()));
     // (The upper half of `cw` is garbage; `bs` is zero there.)
     let bs = _mm512_zextsi256_si512(_mm256_loadu_si256(y.add(260) as *const __m256i));
-    let zero = _mm512_setzero_si512();
-    let mut acc = [dpwssd(zero, bs, cw), zero];
-    for k in 0..4 {
+    sum4(dpwssd(_mm512_setzero_si512(), bs, cw), |k| {
         let iq = _mm512_maskz_permutexvar_epi8(QWORD_LO2, ld(WIDEN[k].0.as_ptr()), idx);
         let u = _mm512_i64gather_epi64::<8>(iq, IQ1S_P1.0.as_ptr() as *const i64);
-        let q = ld(y.add(4 + 64 * k));
         let sc = iq1s_scale(x.add(35 + 4 * k), x.add(37 + 4 * k));
-        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(u, q), sc);
-    }
-    _mm512_add_epi32(acc[0], acc[1])
+        [u, ld(y.add(4 + 64 * k)), sc]
+    })
 }
 
 pair_kernel!(iq1_s, 50, block: iq1_s_block, f16_ld8, |s: i32| s as f32 * 0.125, 1.0f32);
@@ -1099,22 +1037,7 @@ pair_kernel!(iq1_s, 50, block: iq1_s_block, f16_ld8, |s: i32| s as f32 * 0.125, 
 
 /// IQ1_M scale quads: entry `a | b << 3` (3-bit scales of two 16-weight halves) holds
 /// `2a + 1` in both words of dwords 0..4 and `2b + 1` in dwords 4..8.
-#[repr(C, align(64))]
-struct ScaleQuads64([[u32; 8]; 64]);
-static IQ1M_SCALES: ScaleQuads64 = {
-    let mut t = [[0u32; 8]; 64];
-    let mut i = 0;
-    while i < 64 {
-        let mut l = 0;
-        while l < 8 {
-            let s = if l < 4 { i & 7 } else { i >> 3 } as u32;
-            t[i][l] = (2 * s + 1) * 0x10001;
-            l += 1;
-        }
-        i += 1;
-    }
-    ScaleQuads64(t)
-};
+static IQ1M_SCALES: ScaleRows<64, 8> = scale_rows(3, 1);
 
 /// The multiplier of IQ1_M output register `k` from its scale word at `p` (bits 0..6: the two
 /// halves of group 2k, bits 6..12: of group 2k + 1); loads as `scale_quads`.
@@ -1182,61 +1105,19 @@ unsafe fn f16_bits(h: u32) -> f32 {
 
 /// `vpermb` control (zero-masked to odd bytes): the high byte of word n ← byte `n / 2` (the
 /// IQ1_M `qh` byte holding entry n's nibble).
-static IQ1M_QH: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut n = 0;
-    while n < 32 {
-        t[2 * n + 1] = (n / 2) as u8;
-        n += 1;
-    }
-    A64(t)
-};
+static IQ1M_QH: A64<64> = words!(|n| (n / 2) << 8);
 
 /// Word n: `4(n % 2)` (the shift of entry n's nibble in its `qh` byte).
-static SHIFT4: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut n = 0;
-    while n < 32 {
-        t[2 * n] = (4 * (n % 2)) as u8;
-        n += 1;
-    }
-    A64(t)
-};
+static SHIFT4: A64<64> = words!(|n| 4 * (n % 2));
 
 /// `vpermw` control: word t ← word t / 4 (the scale word of 16-weight group t).
-static DUP4W: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut w = 0;
-    while w < 32 {
-        t[2 * w] = (w / 4) as u8;
-        w += 1;
-    }
-    A64(t)
-};
+static DUP4W: A64<64> = words!(|n| n / 4);
 
 /// Word t: `3(t % 4)` (the shift of group t's scale in its word).
-static SHIFT3: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut w = 0;
-    while w < 32 {
-        t[2 * w] = (3 * (w % 4)) as u8;
-        w += 1;
-    }
-    A64(t)
-};
+static SHIFT3: A64<64> = words!(|n| 3 * (n % 4));
 
 /// `vpermw` table: i (low 3 bits: a scale) → `−9·(2s + 1)`.
-static IQ1M_CORR: A64<64> = {
-    let mut t = [0u8; 64];
-    let mut i = 0;
-    while i < 32 {
-        let v = (-9 * (2 * (i & 7) as i16 + 1)).to_le_bytes();
-        t[2 * i] = v[0];
-        t[2 * i + 1] = v[1];
-        i += 1;
-    }
-    A64(t)
-};
+static IQ1M_CORR: A64<64> = words!(|n| -9 * (2 * (n & 7) as i16 + 1));
 
 /// IQ1_M: grid bytes g and the delta δ of each 8 weights enter as `u = 8(g + 1) + 1 + δ =
 /// 8g + δ + 9` (0..18, unsigned); `Σ ls·u·q − 9·Σ ls·bsum = 8Σ1 + Σ2` of the twin. Returns
@@ -1261,9 +1142,7 @@ unsafe fn iq1_m_block(x: *const u8, y: *const u8) -> __m512i {
     let cw = _mm512_permutexvar_epi16(s3, ld(IQ1M_CORR.0.as_ptr()));
     // (The upper half of `cw` is garbage; `bs` is zero there.)
     let bs = _mm512_zextsi256_si512(_mm256_loadu_si256(y.add(260) as *const __m256i));
-    let zero = _mm512_setzero_si512();
-    let mut acc = [dpwssd(zero, bs, cw), zero];
-    for k in 0..4 {
+    sum4(dpwssd(_mm512_setzero_si512(), bs, cw), |k| {
         let iq = _mm512_maskz_permutexvar_epi8(QWORD_LO2, ld(WIDEN[k].0.as_ptr()), idx);
         // 8(g + 1): g + 1 ≤ 2, so the word shift never carries across bytes.
         let g8 = _mm512_slli_epi16(
@@ -1271,11 +1150,12 @@ unsafe fn iq1_m_block(x: *const u8, y: *const u8) -> __m512i {
             3,
         );
         let u = _mm512_mask_or_epi64(g8, iq1m_dplus(x.add(32 + 4 * k)), g8, _mm512_set1_epi8(2));
-        let q = ld(y.add(4 + 64 * k));
-        let sc = iq1m_scale(x.add(48 + 2 * k), 0xff00);
-        acc[k % 2] = dpwssd(acc[k % 2], _mm512_maddubs_epi16(u, q), sc);
-    }
-    _mm512_add_epi32(acc[0], acc[1])
+        [
+            u,
+            ld(y.add(4 + 64 * k)),
+            iq1m_scale(x.add(48 + 2 * k), 0xff00),
+        ]
+    })
 }
 
 /// The IQ1_M block scale: an f16 spread over the top nibbles of the four scale words.

@@ -163,25 +163,31 @@ unsafe fn legacy<const G: usize, const T: u8>(
     out
 }
 
+/// `vpermb` indices for the Q4_K scale unpack: ggml's 12-byte scale words u0, u1, u2 of row
+/// r sit at bytes 12r.. of the group's 48; lane r gathers [u0, u2, u1, u2] (table 0) and
+/// [u0, u0, u1, u1] (table 1).
+static K4_GATHER: [[u8; 64]; 2] = k4_gather();
+
+const fn k4_gather() -> [[u8; 64]; 2] {
+    let words = [[0, 2, 1, 2], [0, 0, 1, 1]];
+    let mut t = [[0u8; 64]; 2];
+    let mut i = 0;
+    while i < 64 {
+        let (r, k, j) = (i / 16, i % 16 / 4, i % 4);
+        t[0][i] = (12 * r + 4 * words[0][k] + j) as u8;
+        t[1][i] = (12 * r + 4 * words[1][k] + j) as u8;
+        i += 1;
+    }
+    t
+}
+
 /// Q4_K × Q8_K over `nb` group superblocks of `G` groups at `x`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
 unsafe fn q4_k<const G: usize>(nb: usize, x: [*const u8; G], y: *const u8) -> [[f32; 4]; G] {
     let m4 = _mm512_set1_epi8(0x0f);
     let z = _mm512_setzero_si512();
-    // ggml's 12-byte scale words u0, u1, u2 of row r sit at bytes 12r.. of the 48; per row
-    // lane gather [u0, u2, u1, u2] and [u0, u0, u1, u1].
-    let mut ia = [0u8; 64];
-    let mut ib = [0u8; 64];
-    for r in 0..4 {
-        for (k, (a, b)) in [(0, 0), (2, 0), (1, 1), (2, 1)].into_iter().enumerate() {
-            for j in 0..4 {
-                ia[16 * r + 4 * k + j] = (12 * r + 4 * a + j) as u8;
-                ib[16 * r + 4 * k + j] = (12 * r + 4 * b + j) as u8;
-            }
-        }
-    }
-    let ia = _mm512_loadu_si512(ia.as_ptr() as *const _);
-    let ib = _mm512_loadu_si512(ib.as_ptr() as *const _);
+    let ia = _mm512_loadu_si512(K4_GATHER[0].as_ptr() as *const _);
+    let ib = _mm512_loadu_si512(K4_GATHER[1].as_ptr() as *const _);
     // [u0 & 3f, u2 & 0f, u1 & 3f, (u2 >> 4) & 0f] | [0, (u0 >> 6) << 4, 0, (u1 >> 6) << 4]
     // per byte = ggml's scales (bytes 0..8) and mins (8..16) of the row.
     let sh_a = _mm512_set4_epi32(4, 0, 0, 0);

@@ -283,7 +283,7 @@ unsafe fn k4_unpack(p: *const u8) -> __m128i {
 /// i16 lanes: [v[a] ×16, v[b] ×16].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn bcast_w2(v: __m512i, a: i16, b: i16) -> __m512i {
+pub(super) unsafe fn bcast_w2(v: __m512i, a: i16, b: i16) -> __m512i {
     let idx = _mm512_inserti64x4(
         _mm512_castsi256_si512(_mm256_set1_epi16(a)),
         _mm256_set1_epi16(b),
@@ -295,7 +295,7 @@ unsafe fn bcast_w2(v: __m512i, a: i16, b: i16) -> __m512i {
 /// i16 lanes: [v[b] ×8, v[b+1] ×8, v[b+2] ×8, v[b+3] ×8].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn bcast_w4(v: __m512i, b: i16) -> __m512i {
+pub(super) unsafe fn bcast_w4(v: __m512i, b: i16) -> __m512i {
     let lo = _mm256_set_m128i(_mm_set1_epi16(b + 1), _mm_set1_epi16(b));
     let hi = _mm256_set_m128i(_mm_set1_epi16(b + 3), _mm_set1_epi16(b + 2));
     let idx = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);

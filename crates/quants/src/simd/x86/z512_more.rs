@@ -27,23 +27,15 @@
 #![allow(clippy::missing_safety_doc, clippy::needless_range_loop)]
 
 // Prefetch distance and helpers as `super::z512` (a thread walks contiguous rows, so `PF`
-// lands in the rows it takes next).
-use super::z512::{bcast32, hsum256, hsum_i32_512, ld512, pf, PF};
-use super::{check, DotFn};
+// lands in the rows it takes next); `vpdpwssd` and the block prefetch as the IQ kernels.
+use super::z512::{bcast32, bcast_w2, bcast_w4, hsum256, hsum_i32_512, ld512, pf, PF};
+use super::{check, f32_ld, ld256, DotFn};
+use crate::iquants::iq_z512::{dpwssd, prefetch};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn ld256(p: *const u8) -> __m256i {
-    _mm256_loadu_si256(p as *const __m256i)
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn f32_ld(p: *const u8) -> f32 {
-    (p as *const f32).read_unaligned()
-}
+// `prefetch` uses the IQ kernels' copy of the distance.
+const _: () = assert!(PF == crate::iquants::iq_z512::PF);
 
 /// Bytes: `a` in lanes 0..32, `b` in lanes 32..64.
 #[inline]
@@ -56,48 +48,12 @@ unsafe fn halves_epi8(a: u8, b: u8) -> __m512i {
     )
 }
 
-/// i16 lanes: [v[a] ×16, v[b] ×16] (`vpermw`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn bcast_w2(v: __m512i, a: i16, b: i16) -> __m512i {
-    let idx = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_set1_epi16(a)),
-        _mm256_set1_epi16(b),
-        1,
-    );
-    _mm512_permutexvar_epi16(idx, v)
-}
-
-/// i16 lanes: [v[b] ×8, v[b+1] ×8, v[b+2] ×8, v[b+3] ×8] (`vpermw`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn bcast_w4(v: __m512i, b: i16) -> __m512i {
-    let lo = _mm256_set_m128i(_mm_set1_epi16(b + 1), _mm_set1_epi16(b));
-    let hi = _mm256_set_m128i(_mm_set1_epi16(b + 3), _mm_set1_epi16(b + 2));
-    let idx = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    _mm512_permutexvar_epi16(idx, v)
-}
-
 // LLVM rewrites a few AVX-512 intrinsics into sequences that cost more uops on Intel cores
 // (where 512-bit shuffles and inserts of registers run on port 5 only): `vpdpwssd` into
 // `vpmaddwd` + `vpaddd`, a byte-masked add into `vpor` + a blend, a masked broadcast from
-// memory into a broadcast + a register insert. The helpers below pin the one instruction down
-// with inline asm (measured: Q3_K and IQ4_XS ran 10-15% slower with the intrinsics).
-
-/// `acc + Σ` of the i16 pair products `a·b` per i32 lane (one `vpdpwssd`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
-    let mut acc = acc;
-    std::arch::asm!(
-        "vpdpwssd {acc}, {a}, {b}",
-        acc = inout(zmm_reg) acc,
-        a = in(zmm_reg) a,
-        b = in(zmm_reg) b,
-        options(pure, nomem, nostack, preserves_flags),
-    );
-    acc
-}
+// memory into a broadcast + a register insert. The helpers below (and `dpwssd`, shared with
+// iquants/iq_z512.rs) pin the one instruction down with inline asm (measured: Q3_K and IQ4_XS
+// ran 10-15% slower with the intrinsics).
 
 /// `a` with the bytes selected by `k` replaced by `a + b` (one masked `vpaddb`, in place).
 #[inline]
@@ -234,17 +190,6 @@ unsafe fn dword_words(w: i16) -> __m512i {
     _mm512_add_epi16(j, _mm512_set1_epi16(w))
 }
 
-/// Prefetch the cache lines of a `wsz`-byte weight block, `PF` bytes ahead.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn pf_block(x: *const u8, wsz: usize) {
-    let mut o = 0;
-    while o < wsz {
-        pf(x.wrapping_add(PF + o));
-        o += 64;
-    }
-}
-
 /// A Q8_K kernel (target features `$feat`, `$wsz`-byte weight blocks) from
 /// `$block(x, y) -> __m512i` (16 i32 lanes whose sum is the super-block's exact integer Σ):
 /// `acc += (d_w · d_a) · Σ` per block in block order, `d_w` the f16 at `$doff` — the AVX2
@@ -267,7 +212,7 @@ macro_rules! q8k_kernel {
                 let mut v = [_mm512_setzero_si512(); 8];
                 for b in 0..8 {
                     let (xb, yb) = (x.add($wsz * b), y.add(292 * b));
-                    pf_block(xb, $wsz);
+                    prefetch(xb, $wsz);
                     v[b] = $block(xb, yb);
                 }
                 let tot = _mm512_cvtepi32_ps(hsum8(&v));
